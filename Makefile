@@ -1,0 +1,56 @@
+# The two commands: `make run` (set up and serve on 127.0.0.1:8000 with a worker) and
+# `make test` (set up and run every test, browser tests included).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(CURDIR)/.data
+export DATA_DIR
+
+.PHONY: run test setup venv migrate demo browser bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when the requirement files change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(DATA_DIR)/secret_key:
+	mkdir -p $(DATA_DIR)
+	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	chmod 600 $@
+
+setup: venv $(DATA_DIR)/secret_key
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py migrate --noinput
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py seed_demo
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py check
+
+run: setup
+	@echo "Serving on http://127.0.0.1:8000 with a Huey worker (Ctrl-C stops both)."
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) HOST=127.0.0.1 PORT=8000 PATH=$(CURDIR)/$(BIN):$$PATH \
+		$(BIN)/honcho start -f Procfile
+
+# Debian's chromium for the browser tests (Playwright cannot download its own here).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the browser tests…"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null; \
+		else echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will be skipped, or fail when CI=true."; fi; \
+	fi
+
+test: setup browser
+	env -u DATA_DIR $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/step_overhead.py --shape chain --n 100
+	$(BIN)/python bench/step_overhead.py --shape fanout --n 100
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

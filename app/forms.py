@@ -1,0 +1,69 @@
+"""Forms. The parameter form is generated from a pipeline's typed parameter declaration."""
+
+import datetime
+
+from django import forms
+
+from app.models import Status
+from app.registry import ParamError, registry
+
+BOOL_CHOICES = [("true", "true"), ("false", "false")]
+
+
+def field_for(spec) -> forms.Field:
+    """The form field for one declared parameter; the declaration stays the one judge of
+    validity (see ParamsForm.clean), the field only picks the widget and the initial value."""
+    initial = None if spec.required else spec.default
+    common = {"required": False, "help_text": spec.help, "label": spec.name, "initial": initial}
+    if spec.choices is not None:
+        choices = [(str(c), str(c)) for c in spec.choices]
+        if spec.optional:
+            choices = [("", "—")] + choices
+        return forms.ChoiceField(choices=choices, **common)
+    if spec.type is bool:
+        common["initial"] = "true" if initial else "false"
+        return forms.ChoiceField(choices=BOOL_CHOICES, widget=forms.RadioSelect, **common)
+    if spec.type is datetime.date:
+        return forms.CharField(widget=forms.DateInput(attrs={"type": "date"}), **common)
+    if spec.type in (int, float):
+        attrs = {"step": "1" if spec.type is int else "any"}
+        if spec.ge is not None:
+            attrs["min"] = spec.ge
+        if spec.le is not None:
+            attrs["max"] = spec.le
+        # A text input keeps what the user typed when it is invalid, so the error can name it.
+        return forms.CharField(widget=forms.NumberInput(attrs=attrs), **common)
+    return forms.CharField(**common)
+
+
+class ParamsForm(forms.Form):
+    """The run form of one pipeline: one field per declared parameter."""
+
+    def __init__(self, pipe, *args, **kwargs):
+        self.pipe = pipe
+        super().__init__(*args, **kwargs)
+        for spec in pipe.param_specs:
+            self.fields[spec.name] = field_for(spec)
+
+    def clean(self):
+        raw = {}
+        for spec in self.pipe.param_specs:
+            value = self.data.get(spec.name)
+            if value is None:
+                continue  # absent: the declared default applies
+            raw[spec.name] = value
+        try:
+            self.cleaned_data["params"] = self.pipe.parse_params(raw)
+        except ParamError as exc:
+            for name, message in exc.errors.items():
+                self.add_error(name if name in self.fields else None, message)
+        return self.cleaned_data
+
+
+class RunFilterForm(forms.Form):
+    pipeline = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "any status")] + list(Status.choices))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in registry.pipelines()]

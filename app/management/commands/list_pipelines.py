@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand
+
+from app.registry import registry
+
+
+class Command(BaseCommand):
+    help = "List the pipelines found in pipelines/, with their steps and parameters."
+
+    def handle(self, **options):
+        for pipe in registry.pipelines().values():
+            self.stdout.write(self.style.SUCCESS(pipe.name) + f"  ({len(pipe.steps)} steps) {pipe.description}")
+            for spec in pipe.param_specs:
+                self.stdout.write(f"    --param {spec.name}=…  {spec.type_name}, default {spec.describe_default()}")
+        for name, problems in registry.problems().items():
+            for problem in problems:
+                self.stderr.write(self.style.ERROR(f"{name}: {problem}"))
+        for module, trace in registry.import_errors.items():
+            self.stderr.write(self.style.ERROR(f"{module} failed to import:\n{trace}"))

@@ -1,0 +1,66 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from app import engine, tasks
+from app.models import Run
+from app.registry import ParamError
+
+
+def parse_param(text):
+    if "=" not in text:
+        raise CommandError(f"--param {text!r} is not of the form key=value")
+    key, value = text.split("=", 1)
+    if not key.strip():
+        raise CommandError(f"--param {text!r} has an empty key")
+    return key.strip(), value
+
+
+class Command(BaseCommand):
+    help = "Start a run of a pipeline: on the worker (default), waiting for it, or in this process."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="Pipeline name (see list_pipelines)")
+        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="Set a parameter")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--sync", action="store_true", help="Run in this process through the same engine")
+        mode.add_argument("--wait", action="store_true", help="Wait for the worker; exit 0 only if it succeeded")
+        parser.add_argument("--timeout", type=float, default=3600, help="Seconds --wait waits (default 3600)")
+
+    def handle(self, name, param, sync, wait, timeout, **options):
+        raw = {}
+        for text in param:
+            key, value = parse_param(text)
+            if key in raw:
+                raise CommandError(f"--param {key} is given twice")
+            raw[key] = value
+        try:
+            if sync:
+                run, ready = engine.start_run(name, raw, source="cli")
+            else:
+                run = tasks.trigger(name, raw, source="cli")
+        except engine.UnknownPipeline as exc:
+            raise CommandError(str(exc)) from None
+        except ParamError as exc:
+            raise CommandError(f"bad parameters for {name}: {exc}") from None
+        self.stdout.write(str(run.pk))
+        if sync:
+            run = engine.run_inline(run, ready)
+        elif wait:
+            run = self.wait_for(run, timeout)
+        else:
+            return
+        self.stderr.write(f"run #{run.pk} {run.status} ({run.steps_finished}/{run.steps_total} steps)")
+        if run.status != "succeeded":
+            raise CommandError(f"run #{run.pk} ended {run.status}")
+
+    def wait_for(self, run, timeout):
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            run = Run.objects.get(pk=run.pk)
+            if run.is_finished:
+                return run
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        raise CommandError(f"run #{run.pk} did not finish within {timeout:g} s (is a worker running?)")

@@ -1,0 +1,157 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from app import dag_svg
+
+
+class PipelineSnapshot(models.Model):
+    """The DAG a run ran: steps, edges, docstrings, sources. Shared by every run of the same
+    code, so history and its pictures survive later code changes."""
+
+    pipeline_name = models.CharField(max_length=100)
+    source_hash = models.CharField(max_length=64)
+    graph = models.JSONField()
+    # Graphviz layout with status placeholders (app.dag_svg); filled once, off the hot path.
+    layout_svg = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline_name", "source_hash"], name="snapshot_unique_hash")
+        ]
+
+    def __str__(self):
+        return f"{self.pipeline_name}@{self.source_hash[:8]}"
+
+    @property
+    def steps(self):
+        return self.graph["steps"]
+
+    def step(self, name):
+        return next((s for s in self.graph["steps"] if s["name"] == name), None)
+
+    @property
+    def layout_is_slow(self):
+        return dag_svg.is_large(self.graph)
+
+    def store_layout(self) -> str:
+        """Run Graphviz once for this snapshot and keep the result."""
+        if not self.layout_svg:
+            self.layout_svg = dag_svg.render_layout(self.graph)
+            PipelineSnapshot.objects.filter(pk=self.pk, layout_svg="").update(layout_svg=self.layout_svg)
+        return self.layout_svg
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "waiting"
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    RETRYING = "retrying", "retrying"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    UPSTREAM_FAILED = "upstream_failed", "upstream failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+UNFINISHED = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
+
+
+class Run(models.Model):
+    snapshot = models.ForeignKey(PipelineSnapshot, on_delete=models.PROTECT, related_name="runs")
+    # Denormalised from the snapshot so the run list can filter by pipeline with one index.
+    pipeline_name = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    trigger_source = models.CharField(max_length=20, default="web")  # web, cli, api, schedule
+    steps_total = models.PositiveIntegerField(default=0)
+    # Kept in step with StepRun rows in the same transaction, so list pages and polls read
+    # progress from the run row alone.
+    steps_finished = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("operate", "Can trigger, retry and cancel runs")]
+        indexes = [
+            # run list filtered by pipeline, newest first
+            models.Index(fields=["pipeline_name", "-id"], name="run_pipeline_idx"),
+            # run list filtered by status; polls asking "is anything unfinished?"
+            models.Index(fields=["status", "-id"], name="run_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"Run #{self.pk} of {self.pipeline_name}"
+
+    def get_absolute_url(self):
+        return reverse("run_detail", args=[self.pk])
+
+    @property
+    def is_finished(self):
+        return self.status in FINISHED
+
+    @property
+    def progress_percent(self):
+        return round(100 * self.steps_finished / self.steps_total) if self.steps_total else 0
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_runs")
+    step_name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(help_text="Index in the snapshot's topological order")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempt = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid:thread that ran it")
+    log = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True, help_text="One-line summary of the failure")
+    output_path = models.CharField(max_length=500, blank=True, help_text="Relative to the artifact store")
+
+    class Meta:
+        ordering = ["run_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "step_name"], name="steprun_unique_step")]
+        indexes = [
+            # the watchdog looking for queued step runs whose task was lost
+            models.Index(fields=["status", "queued_at"], name="steprun_status_queued_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_name} of run #{self.run_id}"
+
+    def get_absolute_url(self):
+        return reverse("run_step", args=[self.run_id, self.step_name])
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Metric(models.Model):
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="metrics")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    logged_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.name}={self.value}"

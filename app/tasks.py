@@ -1,0 +1,63 @@
+"""The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
+
+import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from huey import crontab
+from huey.exceptions import TaskLockedException
+from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
+
+from app import engine
+from app.models import PipelineSnapshot, Status, StepRun
+
+
+@db_task()
+def run_step(step_run_id: int):
+    enqueue(engine.execute_step(step_run_id))
+
+
+def enqueue(step_run_ids):
+    for step_run_id in step_run_ids:
+        run_step(step_run_id)
+
+
+def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web"):
+    """Start a run on the queue: its first steps are enqueued once the run is committed."""
+    run, ready = engine.start_run(pipeline_name, params, user=user, source=source)
+    transaction.on_commit(lambda: enqueue(ready))
+    return run
+
+
+@db_periodic_task(crontab(minute="*"))
+def requeue_stranded_steps():
+    """A step run marked queued whose task was lost (the worker died between committing and
+    enqueuing) would wait forever: enqueue it again. Only when the queue is empty, so a long
+    backlog is not duplicated; a duplicate would be harmless anyway (claims are conditional)."""
+    if HUEY.pending_count():
+        return
+    cutoff = timezone.now() - datetime.timedelta(minutes=2)
+    stranded = StepRun.objects.filter(status=Status.QUEUED, queued_at__lt=cutoff).values_list("pk", flat=True)
+    enqueue(list(stranded[:1000]))
+
+
+@db_task()
+def render_layout(snapshot_id: int):
+    # The lock keeps repeated requests (a page polling while the layout is pending) from
+    # running Graphviz several times at once for the same snapshot.
+    try:
+        with HUEY.lock_task(f"layout-{snapshot_id}"):
+            PipelineSnapshot.objects.get(pk=snapshot_id).store_layout()
+    except TaskLockedException:
+        pass  # another worker is laying it out right now
+
+
+def layout_for(snapshot: PipelineSnapshot) -> str | None:
+    """The snapshot's DAG layout; small graphs are laid out now, large ones on the worker
+    (None until it is ready), so a page never waits tens of seconds for Graphviz."""
+    if snapshot.layout_svg:
+        return snapshot.layout_svg
+    if snapshot.layout_is_slow:
+        render_layout(snapshot.pk)
+        return None
+    return snapshot.store_layout()

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import path
+
+from app.views import home, pipelines, runs
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("login/", home.login, name="login"),
+    path("logout/", home.logout, name="logout"),
+    path("pipelines/", pipelines.pipeline_list, name="pipeline_list"),
+    path("pipelines/<str:name>/", pipelines.pipeline_detail, name="pipeline_detail"),
+    path("pipelines/<str:name>/run/", runs.trigger, name="trigger"),
+    path("pipelines/<str:name>/steps/<str:step>/", pipelines.pipeline_step, name="pipeline_step"),
+    path("runs/", runs.run_list, name="run_list"),
+    path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,97 @@
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from app import dag_svg, engine, tasks
+from app.access import any_role
+from app.forms import ParamsForm
+from app.models import Run
+from app.registry import registry
+
+
+def get_pipeline_or_404(name):
+    pipe = registry.get(name)
+    if pipe is None:
+        problems = registry.problems().get(name)
+        if problems:
+            raise Http404(f"Pipeline “{name}” has definition errors: " + "; ".join(problems))
+        raise Http404(f"There is no pipeline named “{name}”.")
+    return pipe
+
+
+def conceptual_dag(pipe):
+    """The pipeline's DAG picture (no statuses), or None while a large one is laid out."""
+    snapshot = engine.snapshot_for(pipe)
+    layout = tasks.layout_for(snapshot)
+    if layout is None:
+        return None
+    return dag_svg.apply_status(layout, None, reverse("pipeline_detail", args=[pipe.name]) + "steps/")
+
+
+@require_GET
+@any_role
+def pipeline_list(request):
+    pipes = list(registry.pipelines().values())
+    latest = {}
+    for run in Run.objects.filter(pk__in=_latest_run_ids([p.name for p in pipes])):
+        latest[run.pipeline_name] = run
+    rows = [{"pipeline": p, "latest": latest.get(p.name), "steps": len(p.steps)} for p in pipes]
+    return render(
+        request,
+        "pipelines/list.html",
+        {
+            "rows": rows,
+            "problems": registry.problems(),
+            "import_errors": registry.import_errors,
+        },
+    )
+
+
+def _latest_run_ids(names):
+    # One indexed lookup per pipeline (run_pipeline_idx); the number of pipelines is small.
+    ids = []
+    for name in names:
+        run_id = Run.objects.filter(pipeline_name=name).order_by("-id").values_list("pk", flat=True).first()
+        if run_id:
+            ids.append(run_id)
+    return ids
+
+
+@require_GET
+@any_role
+def pipeline_detail(request, name):
+    pipe = get_pipeline_or_404(name)
+    recent = Run.objects.filter(pipeline_name=pipe.name).select_related("triggered_by")[:10]
+    return render(
+        request,
+        "pipelines/detail.html",
+        {
+            "pipe": pipe,
+            "params": pipe.param_specs,
+            "form": ParamsForm(pipe),
+            "steps": pipe.snapshot()["steps"],
+            "dag": conceptual_dag(pipe),
+            "recent": recent,
+        },
+    )
+
+
+@require_GET
+@any_role
+def pipeline_step(request, name, step):
+    pipe = get_pipeline_or_404(name)
+    info = next((s for s in pipe.snapshot()["steps"] if s["name"] == step), None)
+    if info is None:
+        raise Http404(f"Pipeline “{name}” has no step named “{step}”.")
+    graph = pipe.graph()
+    return render(
+        request,
+        "pipelines/step.html",
+        {
+            "pipe": pipe,
+            "step": info,
+            "upstream": list(graph.predecessors(step)),
+            "downstream": list(graph.successors(step)),
+        },
+    )

@@ -1,0 +1,123 @@
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from app import dag_svg, tasks
+from app.access import operator_required
+from app.forms import ParamsForm, RunFilterForm
+from app.models import UNFINISHED, Metric, Run, StepRun
+from app.views.pipelines import conceptual_dag, get_pipeline_or_404
+
+RUNS_PER_PAGE = 25
+STOP_POLLING = 286  # htmx cancels a polling trigger on this status
+
+
+def get_run_or_404(run_id):
+    try:
+        return Run.objects.select_related("snapshot", "triggered_by").get(pk=run_id)
+    except Run.DoesNotExist:
+        raise Http404(f"There is no run #{run_id}.") from None
+
+
+def _respond(request, template, context, polling):
+    """Full page, or just the live partial for an htmx poll (286 once nothing is unfinished)."""
+    if request.htmx:
+        response = render(request, f"{template}#live", context, status=200 if polling else STOP_POLLING)
+    else:
+        response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_POST
+@operator_required
+def trigger(request, name):
+    pipe = get_pipeline_or_404(name)
+    form = ParamsForm(pipe, request.POST)
+    if not form.is_valid():
+        context = {
+            "pipe": pipe,
+            "params": pipe.param_specs,
+            "form": form,
+            "steps": pipe.snapshot()["steps"],
+            "dag": conceptual_dag(pipe),
+            "recent": Run.objects.filter(pipeline_name=pipe.name)[:10],
+        }
+        return render(request, "pipelines/detail.html", context, status=422)
+    run = tasks.trigger(pipe.name, form.cleaned_data["params"], user=request.user, source="web")
+    messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
+    return redirect(run)
+
+
+@require_GET
+@operator_required
+def run_list(request):
+    form = RunFilterForm(request.GET)
+    runs = Run.objects.select_related("triggered_by")
+    if form.is_valid():
+        if form.cleaned_data["pipeline"]:
+            runs = runs.filter(pipeline_name=form.cleaned_data["pipeline"])
+        if form.cleaned_data["status"]:
+            runs = runs.filter(status=form.cleaned_data["status"])
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    polling = any(run.status in UNFINISHED for run in page)
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "polling": polling, "query": query.urlencode()}
+    return _respond(request, "runs/list.html", context, polling)
+
+
+def _live_context(run):
+    step_runs = list(run.step_runs.defer("log", "traceback"))
+    layout = tasks.layout_for(run.snapshot)
+    statuses = {sr.step_name: sr.status for sr in step_runs}
+    base_url = reverse("run_detail", args=[run.pk]) + "steps/"
+    return {
+        "run": run,
+        "step_runs": step_runs,
+        "dag": dag_svg.apply_status(layout, statuses, base_url) if layout else None,
+        "metrics": Metric.objects.filter(run=run).select_related("step_run").only(
+            "name", "value", "logged_at", "step_run__step_name"
+        ),
+        "polling": not run.is_finished,
+        "legend": dag_svg.STATUS_LABELS,
+    }
+
+
+@require_GET
+@operator_required
+def run_detail(request, run_id):
+    run = get_run_or_404(run_id)
+    context = _live_context(run)
+    if not request.htmx or not context["polling"]:
+        # Logs are sent with the full page and once more with the final poll (out of band),
+        # not on every poll.
+        context["send_logs"] = True
+        context["logged_steps"] = run.step_runs.exclude(log="", traceback="").only(
+            "step_name", "status", "log", "traceback", "error"
+        )
+    return _respond(request, "runs/detail.html", context, context["polling"])
+
+
+@require_GET
+@operator_required
+def run_step(request, run_id, step):
+    run = get_run_or_404(run_id)
+    try:
+        step_run = run.step_runs.get(step_name=step)
+    except StepRun.DoesNotExist:
+        raise Http404(f"Run #{run.pk} has no step named “{step}”.") from None
+    snapshot = run.snapshot
+    graph_steps = {s["name"]: s for s in snapshot.steps}
+    context = {
+        "run": run,
+        "step_run": step_run,
+        "info": graph_steps.get(step, {}),
+        "metrics": step_run.metrics.all(),
+        "polling": step_run.status in UNFINISHED,
+    }
+    return _respond(request, "runs/step.html", context, context["polling"])

@@ -1,0 +1,1 @@
+"""Measurement scripts (not part of the app). See docs/benchmarks.md."""

@@ -1,0 +1,1 @@
+"""Pipelines used only by the benchmarks: point PIPELINES_PACKAGE=bench.pipelines at them."""

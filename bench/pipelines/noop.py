@@ -1,0 +1,51 @@
+"""No-op pipelines for bench/step_overhead.py, built from the environment.
+
+The bench process and the worker it starts both import this module (PIPELINES_PACKAGE=
+bench.pipelines), so both build the same DAG from the same variables:
+
+- BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps) or "fanout" (root → N
+  middle steps → sink, N + 2 steps).
+- BENCH_N: N (default 100).
+
+Defines `bench_warmup` (one step, used to wait until the worker is up) and
+`bench_<shape>_<N>`. Every step does nothing and returns None, and takes no inputs, so
+what is measured is the engine's and the queue's own overhead per step.
+"""
+
+import os
+
+from app.registry import pipeline
+
+SHAPES = ("chain", "fanout")
+
+SHAPE = os.environ.get("BENCH_SHAPE", "chain")
+N = int(os.environ.get("BENCH_N", "100"))
+if SHAPE not in SHAPES:
+    raise ValueError(f"BENCH_SHAPE={SHAPE!r} is not one of {', '.join(SHAPES)}")
+if N < 1:
+    raise ValueError(f"BENCH_N={N} must be at least 1")
+
+WARMUP_NAME = "bench_warmup"
+NAME = f"bench_{SHAPE}_{N}"
+
+
+def _noop(ctx):
+    """Does nothing."""
+    return None
+
+
+warmup = pipeline(WARMUP_NAME, description="One no-op step: the bench waits for it to know the worker is up.")
+warmup.step(name="noop")(_noop)
+
+bench = pipeline(NAME, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).")
+width = max(4, len(str(N)))
+if SHAPE == "chain":
+    previous = None
+    for i in range(N):
+        previous = bench.step(after=[previous] if previous else [], name=f"step_{i:0{width}d}")(_noop)
+else:
+    root = bench.step(name="root")(_noop)
+    middle = [bench.step(after=[root], name=f"mid_{i:0{width}d}")(_noop) for i in range(N)]
+    bench.step(after=middle, name="sink")(_noop)
+
+STEPS = len(bench.steps)

@@ -1,0 +1,406 @@
+#!/usr/bin/env python
+"""Per-step overhead of the engine: N no-op steps end to end, three ways.
+
+    .venv/bin/python bench/step_overhead.py --shape chain --n 100
+    .venv/bin/python bench/step_overhead.py --shape fanout --n 100 --workers 4
+
+Modes, each printed as one JSON line:
+
+- floor:  the same number of no-op function calls, each followed by one INSERT and a
+          commit in a plain sqlite3 database (WAL, synchronous=NORMAL, like ours) in the
+          same data directory. Roughly the least any SQLite-backed engine can do per step.
+- sync:   the pipeline through `engine.start_run` + `engine.run_inline` in this process
+          (what `run_pipeline --sync` does).
+- worker: the pipeline through the queue: `tasks.trigger` in this process, executed by a
+          real `manage.py run_huey` subprocess; wall time from the trigger to the run row
+          being finished (polled). Worker start-up is not timed: a one-step warm-up run
+          is waited for first.
+
+Then one line with the ratios sync/floor and worker/floor and the targets.
+
+Everything happens in a fresh temporary DATA_DIR (database, queue, artifacts), removed
+at the end; the worker is always stopped. Measurement only: nothing here asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TARGET_WORKER_MS_PER_STEP = 10.0  # chain of 100 through the worker
+TARGET_SYNC_OVER_FLOOR = 3.0
+
+
+# --- peak RSS -------------------------------------------------------------------------
+
+
+class PeakRSS:
+    """Peak resident memory of a process over a measured stretch.
+
+    On Linux, resets the kernel's high-water mark (/proc/PID/clear_refs, "5") at start
+    and reads VmHWM at the end; elsewhere, or if the reset is refused, samples the RSS
+    with psutil every 10 ms in a thread.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._samples = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self.method = "VmHWM"
+
+    def _read_hwm_kb(self):
+        with open(f"/proc/{self.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise OSError("no VmHWM")
+
+    def start(self):
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as handle:
+                handle.write("5")
+            self._read_hwm_kb()
+        except OSError:
+            self.method = "psutil"
+            import psutil
+
+            process = psutil.Process(self.pid)
+
+            def sample():
+                while not self._stop.is_set():
+                    try:
+                        self._samples = max(self._samples, process.memory_info().rss)
+                    except psutil.Error:
+                        return
+                    self._stop.wait(0.01)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop_mb(self) -> float:
+        if self.method == "VmHWM":
+            return round(self._read_hwm_kb() / 1024, 1)
+        self._stop.set()
+        self._thread.join()
+        return round(self._samples / 2**20, 1)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def result_line(mode, args, steps, wall_s, peak_rss_mb, **extra):
+    line = {
+        "mode": mode,
+        "shape": args.shape,
+        "n": args.n,
+        "steps": steps,
+        "wall_s": round(wall_s, 4),
+        "per_step_ms": round(1000 * wall_s / steps, 3),
+        "peak_rss_mb": peak_rss_mb,
+    }
+    line.update(extra)
+    print(json.dumps(line), flush=True)
+    return line
+
+
+def shape_note(shape, n, steps):
+    if shape == "chain":
+        return f"chain of {n} steps"
+    return f"fan-out 1→{n}→1: a root, {n} middle steps and a sink = {steps} steps"
+
+
+# --- the three modes --------------------------------------------------------------------
+
+
+def measure_floor(args, data_dir: Path, steps: int):
+    """N no-op calls, each followed by one row written and committed (WAL, like ours)."""
+
+    def noop(ctx):
+        return None
+
+    path = data_dir / f"floor-{time.monotonic_ns()}.sqlite3"
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE step (id INTEGER PRIMARY KEY, run INTEGER, name TEXT, status TEXT, finished_at REAL)"
+        )
+        conn.commit()
+        peak = PeakRSS(os.getpid()).start()
+        start = time.perf_counter()
+        for i in range(steps):
+            noop(None)
+            conn.execute(
+                "INSERT INTO step (run, name, status, finished_at) VALUES (?, ?, ?, ?)",
+                (1, f"step_{i}", "succeeded", time.time()),
+            )
+            conn.commit()
+        wall = time.perf_counter() - start
+        rss = peak.stop_mb()
+    finally:
+        conn.close()
+    return result_line("floor", args, steps, wall, rss)
+
+
+def measure_sync(args, steps: int, pipeline_name: str):
+    from app import engine
+
+    peak = PeakRSS(os.getpid()).start()
+    start = time.perf_counter()
+    run, ready = engine.start_run(pipeline_name, {}, source="cli")
+    run = engine.run_inline(run, ready)
+    wall = time.perf_counter() - start
+    rss = peak.stop_mb()
+    if run.status != "succeeded":
+        raise SystemExit(f"sync run #{run.pk} ended {run.status}")
+    return result_line("sync", args, steps, wall, rss, run_id=run.pk)
+
+
+def wait_finished(run_id, deadline, worker, log_path, poll_s):
+    """Poll the run row until it is finished; fail early if the worker died."""
+    from app.models import FINISHED, Run
+
+    while True:
+        status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
+        if status in FINISHED:
+            return status
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited with {worker.returncode}:\n{tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run #{run_id} did not finish in time (status {status}):\n{tail(log_path)}")
+        time.sleep(poll_s)
+
+
+def tail(path: Path, lines=30):
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no worker log)"
+
+
+def start_worker(env, log_path: Path):
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C reaches the bench, whose finally stops it
+        )
+    finally:
+        log.close()
+
+
+def stop_worker(worker):
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def measure_worker(args, env, data_dir: Path, steps: int, pipeline_name: str, warmup_name: str, repeat: int):
+    from app import tasks
+
+    log_path = data_dir / "worker.log"
+    worker = start_worker(env, log_path)
+    lines = []
+    try:
+        # Start-up (imports, checks, connecting) is not timed: wait for a one-step run.
+        warm = tasks.trigger(warmup_name, {}, source="cli")
+        status = wait_finished(warm.pk, time.monotonic() + args.startup_timeout, worker, log_path, 0.02)
+        if status != "succeeded":
+            raise SystemExit(f"warm-up run #{warm.pk} ended {status}:\n{tail(log_path)}")
+        for _ in range(repeat):
+            lines.append(run_on_worker(args, worker, log_path, steps, pipeline_name))
+    finally:
+        stop_worker(worker)
+    return lines
+
+
+def run_on_worker(args, worker, log_path, steps, pipeline_name):
+    from app import tasks
+    from app.models import Run
+
+    peak = PeakRSS(worker.pid).start()
+    start = time.perf_counter()
+    run = tasks.trigger(pipeline_name, {}, source="cli")
+    status = wait_finished(run.pk, time.monotonic() + args.timeout, worker, log_path, args.poll_ms / 1000)
+    wall = time.perf_counter() - start
+    rss = peak.stop_mb()
+    if status != "succeeded":
+        raise SystemExit(f"run #{run.pk} ended {status}:\n{tail(log_path)}")
+    row = Run.objects.get(pk=run.pk)
+    db_wall = (row.finished_at - row.created_at).total_seconds()
+    first_start = row.started_at - row.created_at
+    return result_line(
+        "worker",
+        args,
+        steps,
+        wall,
+        rss,
+        run_id=run.pk,
+        workers=int(os.environ.get("HUEY_WORKERS", "4")),
+        db_wall_s=round(db_wall, 4),
+        first_step_latency_ms=round(first_start.total_seconds() * 1000, 2),
+    )
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=["chain", "fanout"], default="chain")
+    parser.add_argument("--n", type=int, default=100, help="Steps in the chain, or middle steps of the fan-out")
+    parser.add_argument("--workers", type=int, default=None, help="HUEY_WORKERS for the worker (default: env or 4)")
+    parser.add_argument("--repeat", type=int, default=1, help="Measure each mode this many times (default 1)")
+    parser.add_argument(
+        "--modes", default="floor,sync,worker", help="Comma-separated subset of floor,sync,worker (default all)"
+    )
+    parser.add_argument("--timeout", type=float, default=None, help="Seconds a measured run may take")
+    parser.add_argument("--startup-timeout", type=float, default=120, help="Seconds to wait for the worker")
+    parser.add_argument("--poll-ms", type=float, default=2, help="How often the run row is polled (default 2 ms)")
+    parser.add_argument("--debug", action="store_true", help="Run with DEBUG=1 (Django records every query)")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary DATA_DIR (printed to stderr)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(args.modes) - {"floor", "sync", "worker"}
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
+    if args.timeout is None:
+        args.timeout = max(60.0, args.n * 0.5)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    try:
+        return bench(args, data_dir)
+    finally:
+        if args.keep:
+            print(f"kept {data_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def bench(args, data_dir: Path):
+    # Everything Django reads must be in the environment before django.setup(), and the
+    # worker gets the same environment, so both build the same no-op pipeline.
+    settings_env = {
+        "DJANGO_SETTINGS_MODULE": "app.settings",
+        "DATA_DIR": str(data_dir),
+        "PIPELINES_PACKAGE": "bench.pipelines",
+        "BENCH_SHAPE": args.shape,
+        "BENCH_N": str(args.n),
+        "DEBUG": "1" if args.debug else "0",
+        "SECRET_KEY": "bench-only-not-secret",
+        "HUEY_IMMEDIATE": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    if args.workers is not None:
+        settings_env["HUEY_WORKERS"] = str(args.workers)
+    os.environ.update(settings_env)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+    import django
+
+    django.setup()
+
+    from django.core.management import call_command
+
+    from app.registry import registry
+    from bench.pipelines import noop
+
+    call_command("migrate", verbosity=0)
+    problems = registry.problems()
+    pipe = registry.get(noop.NAME)
+    if pipe is None or registry.get(noop.WARMUP_NAME) is None:
+        raise SystemExit(f"bench pipelines are not valid: {problems or registry.import_errors}")
+    steps = len(pipe.steps)
+    # One-time, per-process costs kept out of the sync figure as they are out of the
+    # worker's (its warm-up run validates the registry): validating and snapshotting.
+    pipe.snapshot()
+
+    print(
+        json.dumps(
+            {
+                "bench": "step_overhead",
+                "shape": args.shape,
+                "n": args.n,
+                "steps": steps,
+                "what": shape_note(args.shape, args.n, steps),
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "debug": args.debug,
+            }
+        ),
+        flush=True,
+    )
+
+    results = {"floor": [], "sync": [], "worker": []}
+    if "floor" in args.modes:
+        for _ in range(args.repeat):
+            results["floor"].append(measure_floor(args, data_dir, steps))
+    if "sync" in args.modes:
+        for _ in range(args.repeat):
+            results["sync"].append(measure_sync(args, steps, noop.NAME))
+    if "worker" in args.modes:
+        worker_env = dict(os.environ)
+        results["worker"] = measure_worker(
+            args, worker_env, data_dir, steps, noop.NAME, noop.WARMUP_NAME, args.repeat
+        )
+
+    per_step = {
+        mode: statistics.median(line["per_step_ms"] for line in lines) for mode, lines in results.items() if lines
+    }
+    summary = {"ratios": {}, "median_per_step_ms": per_step, "targets": {}}
+    floor = per_step.get("floor")
+    if floor:
+        for mode in ("sync", "worker"):
+            if mode in per_step:
+                summary["ratios"][f"{mode}/floor"] = round(per_step[mode] / floor, 1)
+    if "sync/floor" in summary["ratios"]:
+        ratio = summary["ratios"]["sync/floor"]
+        summary["targets"]["sync/floor"] = {"target": TARGET_SYNC_OVER_FLOOR, "got": ratio,
+                                            "met": ratio <= TARGET_SYNC_OVER_FLOOR}
+    if "worker" in per_step:
+        got = per_step["worker"]
+        key = "worker_ms_per_step" + ("" if (args.shape, args.n) == ("chain", 100) else " (target is for chain 100)")
+        summary["targets"][key] = {"target": TARGET_WORKER_MS_PER_STEP, "got": got,
+                                   "met": got <= TARGET_WORKER_MS_PER_STEP}
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Test settings: the real settings on a throwaway DATA_DIR (real SQLite files)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="mlops-test-"))
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ["HUEY_IMMEDIATE"] = "false"
+# Playwright's sync API runs an event loop in the test thread; the ORM calls next to it are
+# still synchronous, so allow them here (never in production settings).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from app.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
