@@ -316,7 +316,9 @@ def bench(args, data_dir: Path):
     # Everything Django reads must be in the environment before django.setup(), and the
     # worker gets the same environment, so both build the same no-op pipeline.
     settings_env = {
-        "DJANGO_SETTINGS_MODULE": "app.settings",
+        # A variant settings module (e.g. to try other queue options) may be given in the
+        # environment; it must be importable by both processes (PYTHONPATH).
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "app.settings"),
         "DATA_DIR": str(data_dir),
         "PIPELINES_PACKAGE": "bench.pipelines",
         "BENCH_SHAPE": args.shape,
@@ -362,6 +364,7 @@ def bench(args, data_dir: Path):
                 "python": sys.version.split()[0],
                 "cpus": os.cpu_count(),
                 "debug": args.debug,
+                "settings": os.environ["DJANGO_SETTINGS_MODULE"],
             }
         ),
         flush=True,

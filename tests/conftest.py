@@ -1,0 +1,125 @@
+"""Shared fixtures: users of each role, a real Huey worker process, a real browser."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from huey.contrib.djhuey import HUEY
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(interval)
+
+
+def make_user(username, group=None, superuser=False):
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=superuser, is_superuser=superuser)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def operator(db):
+    return make_user("olivia", "operators")
+
+
+@pytest.fixture
+def stakeholder(db):
+    return make_user("sam", "stakeholders")
+
+
+@pytest.fixture
+def admin(db):
+    return make_user("ada", superuser=True)
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def stakeholder_client(client, stakeholder):
+    client.force_login(stakeholder)
+    return client
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    """A real `manage.py run_huey` process on this test's database and queue files."""
+    HUEY.flush()  # drop tasks left by earlier tests
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATA_DIR=str(settings.DATA_DIR),
+        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+        HUEY_WORKERS="4",
+        PYTHONUNBUFFERED="1",
+    )
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_huey"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.returncode not in (0, -signal.SIGTERM):
+            print(log_path.read_text())
+
+
+def chromium_available():
+    return Path(CHROMIUM).exists() or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not chromium_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's chromium is missing (make test installs it when run as root)")
+        pytest.skip("Debian's chromium is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
