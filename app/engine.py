@@ -176,7 +176,12 @@ def execute_step(step_run_id: int) -> list[int]:
     if step_run is None:
         return []
     run = step_run.run
-    with capture.capture() as output:
+    earlier = step_run.log  # what failed attempts before this one printed
+
+    def save_log_so_far(text):
+        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(log=earlier + text)
+
+    with capture.capture(on_flush=save_log_so_far) as output:
         try:
             func, inputs, params = _prepare(step_run)
             value = func(StepContext(step_run, params), **inputs)
@@ -224,7 +229,7 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
         # same moment (PostgreSQL; SQLite's IMMEDIATE transactions already do).
         run = Run.objects.select_for_update().get(pk=run_id)
         updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(
-            status=Status.SUCCEEDED, finished_at=now, log=log_text, output_path=output_path
+            status=Status.SUCCEEDED, finished_at=now, log=step_run.log + log_text, output_path=output_path, error=""
         )
         if not updated:
             return []

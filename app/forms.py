@@ -19,10 +19,10 @@ def field_for(spec) -> forms.Field:
         choices = [(str(c), str(c)) for c in spec.choices]
         if spec.optional:
             choices = [("", "—")] + choices
-        return forms.ChoiceField(choices=choices, **common)
+        return forms.CharField(widget=forms.Select(choices=choices), **common)
     if spec.type is bool:
-        common["initial"] = "true" if initial else "false"
-        return forms.ChoiceField(choices=BOOL_CHOICES, widget=forms.RadioSelect, **common)
+        common["initial"] = None if initial is None else ("true" if initial else "false")
+        return forms.CharField(widget=forms.RadioSelect(choices=BOOL_CHOICES), **common)
     if spec.type is datetime.date:
         return forms.CharField(widget=forms.DateInput(attrs={"type": "date"}), **common)
     if spec.type in (int, float):

@@ -102,8 +102,8 @@ class ParamSpec:
             "default": None if self.required else self.to_json(self.default),
             "required": self.required,
             "optional": self.optional,
-            "ge": self.ge,
-            "le": self.le,
+            "ge": None if self.ge is None else self.to_json(self.ge),
+            "le": None if self.le is None else self.to_json(self.le),
             "choices": list(self.choices) if self.choices is not None else None,
             "help": self.help,
         }
@@ -232,16 +232,23 @@ def _spec_from_hint(params_class, name, hint):
         if choices is not None:
             raise DefinitionError(f"parameter {name!r}: give choices either by Literal or by choices=, not both")
         choices = declared.choices
+    if (declared.ge is not None or declared.le is not None) and hint not in (int, float, datetime.date):
+        raise DefinitionError(f"parameter {name!r}: bounds (ge/le) only apply to numbers and dates")
     spec = ParamSpec(name, hint, declared.default, declared.ge, declared.le, choices, declared.help, optional)
+    try:
+        # Bounds are values of the parameter's own type (a date bound may be written as text).
+        spec.ge = None if spec.ge is None else _coerce_type(hint, spec.ge)
+        spec.le = None if spec.le is None else _coerce_type(hint, spec.le)
+    except ValueError as exc:
+        raise DefinitionError(f"parameter {name!r}: a bound is invalid: {exc}") from None
     if spec.default is None and optional:
         return spec
     if spec.default is not _MISSING:
         try:
-            spec.coerce(spec.default)
+            # Keep the coerced value: a default written as "no" for a bool must become False.
+            spec.default = spec.coerce(spec.default)
         except ValueError as exc:
             raise DefinitionError(f"parameter {name!r}: its default is invalid: {exc}") from None
-    if (spec.ge is not None or spec.le is not None) and hint not in (int, float, datetime.date):
-        raise DefinitionError(f"parameter {name!r}: bounds (ge/le) only apply to numbers and dates")
     return spec
 
 

@@ -82,3 +82,14 @@ def test_it_finds_the_examples_again_after_a_second_discovery(broken_pipelines):
 
     assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "train_classifier"]
     assert registry.import_errors == {}
+
+
+def test_it_reports_bounds_on_a_text_parameter_instead_of_crashing():
+    try:
+        registry.discover("tests.fixtures.text_bounds_pipelines")
+        with pytest.raises(SystemCheckError) as caught:
+            call_command("check")
+    finally:
+        registry.discover(settings.PIPELINES_PACKAGE)
+
+    assert "(app.E002) pipeline 't_text_bounds': parameter 'label': bounds (ge/le) only apply" in str(caught.value)

@@ -1,14 +1,18 @@
 """The run state machine (app/engine.py), driven in-process step by step: the same calls
 the worker makes (`start_run`, then `execute_step` on each id it returns)."""
 
+import datetime
+import io
 import statistics
+import sys
+import threading
 
 import pytest
 from django.conf import settings
 
 from app import artifacts, engine
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
-from app.registry import ParamError, pipeline, registry
+from app.registry import ParamError, Params, param, pipeline, registry
 
 pytestmark = pytest.mark.django_db
 
@@ -198,19 +202,43 @@ def test_it_stores_what_a_step_logs():
     assert "INFO pipelines.fanout_demo.load: generated 10 rows" in log
 
 
+def test_it_keeps_each_step_log_to_its_own_step():
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+
+    engine.run_inline(run, ready)
+
+    logs = {name: sr.log for name, sr in step_runs(run).items()}
+    assert [name for name, log in logs.items() if "generated 10 rows" in log] == ["load"]
+
+
 def test_it_stores_what_a_step_prints():
     run, ready = engine.start_run("fanout_demo", {"rows": "10"})
 
     engine.run_inline(run, ready)
 
-    steps = step_runs(run)
-    assert f"report: {output_of(steps['report'])}\n" in steps["report"].log
-    assert steps["load"].log.count("generated 10 rows") == 1  # each step keeps only its own output
+    report = step_runs(run)["report"]
+    assert f"report: {output_of(report)}\n" in report.log
+
+
+def test_it_stores_what_a_step_prints_after_stdout_was_replaced(monkeypatch):
+    _warm_up, ready = engine.start_run("fanout_demo", {"rows": "1"})
+    engine.execute_step(ready[0])  # the capture proxy is installed by now
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # as pytest does between two tests
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+
+    engine.run_inline(run, ready)
+
+    report = step_runs(run)["report"]
+    assert f"report: {output_of(report)}\n" in report.log
+
+
+class TypedParams(Params):
+    day: datetime.date = param(help="A date")
+    count: int = param(1, ge=0)
+    flag: bool = param(True)
 
 
 def test_it_gives_steps_their_parameters_typed(define):
-    import datetime
-
     pipe = define("t_typed_params", params=TypedParams)
 
     @pipe.step()
@@ -221,3 +249,229 @@ def test_it_gives_steps_their_parameters_typed(define):
     engine.run_inline(run, ready)
 
     assert output_of(step_runs(run)["echo"]) == {"day": datetime.date(2024, 5, 6), "count": 3, "flag": True}
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def test_it_fails_the_step_and_skips_only_what_depends_on_it():
+    run, ready = engine.start_run("flaky_demo")
+
+    run = engine.run_inline(run, ready)
+
+    steps = step_runs(run)
+    assert {name: sr.status for name, sr in steps.items()} == {
+        "extract": Status.SUCCEEDED,
+        "validate": Status.FAILED,
+        "publish": Status.UPSTREAM_FAILED,
+        "archive": Status.SUCCEEDED,
+    }
+    assert (run.status, run.steps_finished, run.steps_total) == (Status.FAILED, 4, 4)
+    assert run.finished_at is not None
+
+
+def test_it_stores_the_error_traceback_and_log_of_a_failed_step():
+    run, ready = engine.start_run("flaky_demo")
+
+    engine.run_inline(run, ready)
+
+    validate = step_runs(run)["validate"]
+    assert validate.error == "ValueError: 1 record(s) have a negative amount: ids [5]"
+    assert validate.traceback.startswith("Traceback (most recent call last):")
+    assert 'raise ValueError(f"{len(bad)} record(s) have a negative amount: ids {bad}")' in validate.traceback
+    assert validate.traceback.rstrip().endswith("ValueError: 1 record(s) have a negative amount: ids [5]")
+    assert "ERROR pipelines.flaky_demo.validate: records with negative amounts: [5]" in validate.log
+    assert (validate.attempt, validate.output_path) == (1, "")
+
+
+def test_it_never_starts_a_step_below_a_failure():
+    run, ready = engine.start_run("flaky_demo")
+
+    engine.run_inline(run, ready)
+
+    publish = step_runs(run)["publish"]
+    assert (publish.attempt, publish.started_at, publish.worker) == (0, None, "")
+    assert publish.finished_at is not None
+    assert not Metric.objects.filter(run=run).exists()
+
+
+def test_it_succeeds_when_the_parameter_turns_the_failure_off():
+    run, ready = engine.start_run("flaky_demo", {"fail": "false"})
+
+    run = engine.run_inline(run, ready)
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(step_runs(run)["publish"]) == 5
+    assert Metric.objects.get(run=run).value == 5
+
+
+def test_it_fails_a_step_whose_output_cannot_be_saved(define):
+    pipe = define("t_unpicklable")
+
+    @pipe.step()
+    def make(ctx):
+        return threading.Lock()
+
+    run, ready = engine.start_run("t_unpicklable")
+    run = engine.run_inline(run, ready)
+
+    step_run = step_runs(run)["make"]
+    assert (run.status, step_run.status) == (Status.FAILED, Status.FAILED)
+    assert step_run.error == "TypeError: cannot pickle '_thread.lock' object"
+    assert step_run.output_path == ""
+
+
+def test_it_fails_a_step_that_logs_a_metric_that_is_not_a_number(define):
+    pipe = define("t_bad_metric")
+
+    @pipe.step()
+    def measure(ctx):
+        ctx.log_metric("loss", float("nan"))
+
+    run, ready = engine.start_run("t_bad_metric")
+    engine.run_inline(run, ready)
+
+    step_run = step_runs(run)["measure"]
+    assert (step_run.status, step_run.error) == (Status.FAILED, "ValueError: metric 'loss': value nan is not finite")
+    assert not Metric.objects.exists()
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+def test_it_does_not_run_a_finished_step_again():
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+    run = engine.run_inline(run, ready)
+    before = StepRun.objects.get(pk=ready[0])
+
+    assert engine.execute_step(ready[0]) == []
+
+    after = StepRun.objects.get(pk=ready[0])
+    assert (after.status, after.attempt, after.finished_at) == (Status.SUCCEEDED, 1, before.finished_at)
+    run.refresh_from_db()
+    assert (run.status, run.steps_finished) == (Status.SUCCEEDED, 5)
+
+
+def test_it_does_not_run_a_step_another_worker_claimed():
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+    StepRun.objects.filter(pk=ready[0]).update(status=Status.RUNNING, attempt=1, worker="elsewhere:1:t")
+
+    assert engine.execute_step(ready[0]) == []
+
+    step_run = StepRun.objects.get(pk=ready[0])
+    assert (step_run.status, step_run.attempt, step_run.worker, step_run.output_path) == (
+        Status.RUNNING,
+        1,
+        "elsewhere:1:t",
+        "",
+    )
+    assert StepRun.objects.filter(run=run, status=Status.QUEUED).count() == 0
+
+
+def test_it_runs_a_step_only_once_when_its_task_is_delivered_twice():
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+
+    first = engine.execute_step(ready[0])
+    second = engine.execute_step(ready[0])
+
+    assert (len(first), second) == (3, [])
+    assert StepRun.objects.get(pk=ready[0]).attempt == 1
+    run.refresh_from_db()
+    assert run.steps_finished == 1
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def retried_once(define):
+    """A pipeline whose step fails on its first attempt and succeeds on its second."""
+    pipe = define("t_retried_once")
+
+    @pipe.step(retries=1)
+    def wobbly(ctx):
+        ctx.logger.info("attempt %d starting", ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("the first attempt fails")
+        return "done"
+
+    @pipe.step(after=[wobbly])
+    def after(ctx, wobbly):
+        return wobbly.upper()
+
+    return pipe
+
+
+def test_it_queues_a_failed_step_again_while_it_has_retries_left(retried_once):
+    run, ready = engine.start_run("t_retried_once")
+
+    again = engine.execute_step(ready[0])
+
+    assert again == ready
+    step_run = StepRun.objects.get(pk=ready[0])
+    assert (step_run.status, step_run.attempt) == (Status.QUEUED, 1)
+    assert step_run.error == "RuntimeError: the first attempt fails"
+    assert "--- attempt 1 failed ---" in step_run.log
+    run.refresh_from_db()
+    assert (run.status, run.steps_finished) == (Status.RUNNING, 0)
+
+
+def test_it_succeeds_on_the_second_attempt(retried_once):
+    run, ready = engine.start_run("t_retried_once")
+    engine.execute_step(ready[0])
+
+    now_ready = engine.execute_step(ready[0])
+
+    assert names(now_ready) == {"after"}
+    step_run = StepRun.objects.get(pk=ready[0])
+    assert (step_run.status, step_run.attempt) == (Status.SUCCEEDED, 2)
+    assert output_of(step_run) == "done"
+
+
+def test_it_finishes_a_run_whose_step_needed_a_retry(retried_once):
+    run, ready = engine.start_run("t_retried_once")
+
+    run = engine.run_inline(run, ready)
+
+    assert (run.status, run.steps_finished) == (Status.SUCCEEDED, 2)
+    assert output_of(step_runs(run)["after"]) == "DONE"
+
+
+def test_it_keeps_the_log_of_a_failed_attempt_when_the_retry_succeeds(retried_once):
+    run, ready = engine.start_run("t_retried_once")
+
+    engine.run_inline(run, ready)
+
+    log = step_runs(run)["wobbly"].log
+    assert "attempt 1 starting" in log
+    assert "--- attempt 1 failed ---" in log
+    assert "attempt 2 starting" in log
+
+
+def test_it_clears_the_error_of_a_failed_attempt_when_the_retry_succeeds(retried_once):
+    run, ready = engine.start_run("t_retried_once")
+
+    engine.run_inline(run, ready)
+
+    wobbly = step_runs(run)["wobbly"]
+    assert (wobbly.status, wobbly.error) == (Status.SUCCEEDED, "")
+
+
+def test_it_fails_a_step_when_its_retries_are_used_up(define):
+    pipe = define("t_always_fails")
+
+    @pipe.step(retries=1)
+    def hopeless(ctx):
+        ctx.logger.info("attempt %d", ctx.attempt)
+        raise RuntimeError(f"attempt {ctx.attempt} failed")
+
+    run, ready = engine.start_run("t_always_fails")
+    run = engine.run_inline(run, ready)
+
+    step_run = step_runs(run)["hopeless"]
+    assert (run.status, step_run.status, step_run.attempt) == (Status.FAILED, Status.FAILED, 2)
+    assert step_run.error == "RuntimeError: attempt 2 failed"
+    first, second = step_run.log.split("--- attempt 1 failed ---\n")
+    assert first.endswith("hopeless: attempt 1\n")
+    assert "RuntimeError: attempt 1 failed" in second
+    assert second.endswith("hopeless: attempt 2\n")

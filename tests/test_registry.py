@@ -391,11 +391,6 @@ def test_it_reports_bounds_on_a_boolean():
     assert pipeline_with(P).validate() == ["parameter 'flag': bounds (ge/le) only apply to numbers and dates"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: _spec_from_hint coerces the default (comparing it with ge/le) before checking that bounds "
-    "fit the type, so a str with ge= raises TypeError out of validate() instead of reporting a problem",
-    strict=True,
-)
 def test_it_reports_bounds_on_text():
     class P(Params):
         label: str = param("x", ge=1)
@@ -412,11 +407,6 @@ def test_it_reports_params_that_are_not_a_params_class():
     assert "is not a subclass of app.registry.Params" in problem
 
 
-@pytest.mark.xfail(
-    reason="BUG: a default is validated by coercing it but the coerced value is thrown away, so "
-    "`flag: bool = param('no')` passes validation and the step then sees the truthy string 'no'",
-    strict=True,
-)
 def test_it_gives_a_default_written_as_text_its_declared_type():
     class P(Params):
         flag: bool = param("no")
@@ -635,12 +625,6 @@ def test_it_changes_the_hash_when_only_a_docstring_changes():
     assert plain.snapshot()["source_hash"] != changed.snapshot()["source_hash"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: ParamSpec.as_dict puts ge/le in the snapshot unconverted, so a date parameter with "
-    "date bounds passes validate() but snapshot() fails json.dumps (TypeError: date is not JSON "
-    "serializable) and the pipeline can never start",
-    strict=True,
-)
 def test_it_snapshots_a_date_parameter_with_date_bounds():
     class P(Params):
         day: datetime.date = param(datetime.date(2024, 6, 1), ge=datetime.date(2024, 1, 1))
