@@ -6,7 +6,7 @@ from app import artifacts
 from app.models import Run, Status
 from tests.conftest import wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def finished_run(pk):
