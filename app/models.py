@@ -14,6 +14,8 @@ class PipelineSnapshot(models.Model):
     graph = models.JSONField()
     # Graphviz layout with status placeholders (app.dag_svg); filled once, off the hot path.
     layout_svg = models.TextField(blank=True)
+    # dag_svg.LAYOUT_VERSION the stored layout was made with; an older one is made again.
+    layout_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -35,11 +37,21 @@ class PipelineSnapshot(models.Model):
     def layout_is_slow(self):
         return dag_svg.is_large(self.graph)
 
+    @property
+    def current_layout(self) -> str | None:
+        """The stored layout, unless it is missing or made by an older dag_svg."""
+        if self.layout_svg and self.layout_version == dag_svg.LAYOUT_VERSION:
+            return self.layout_svg
+        return None
+
     def store_layout(self) -> str:
         """Run Graphviz once for this snapshot and keep the result."""
-        if not self.layout_svg:
+        if self.current_layout is None:
             self.layout_svg = dag_svg.render_layout(self.graph)
-            PipelineSnapshot.objects.filter(pk=self.pk, layout_svg="").update(layout_svg=self.layout_svg)
+            self.layout_version = dag_svg.LAYOUT_VERSION
+            PipelineSnapshot.objects.filter(pk=self.pk).update(
+                layout_svg=self.layout_svg, layout_version=self.layout_version
+            )
         return self.layout_svg
 
 

@@ -55,8 +55,8 @@ def render_layout(snapshot_id: int):
 def layout_for(snapshot: PipelineSnapshot) -> str | None:
     """The snapshot's DAG layout; small graphs are laid out now, large ones on the worker
     (None until it is ready), so a page never waits tens of seconds for Graphviz."""
-    if snapshot.layout_svg:
-        return snapshot.layout_svg
+    if snapshot.current_layout is not None:
+        return snapshot.current_layout
     if snapshot.layout_is_slow:
         render_layout(snapshot.pk)
         return None

@@ -84,6 +84,8 @@ def _live_context(run):
             "name", "value", "logged_at", "step_run__step_name"
         ),
         "polling": not run.is_finished,
+        # A large run's DAG is ~1.4 KB a step on every poll: poll it less often.
+        "poll_every": "5s" if run.steps_total > dag_svg.LARGE_STEPS else "1s",
         "legend": dag_svg.STATUS_LABELS,
     }
 
