@@ -10,16 +10,20 @@ how to run them. That keeps one code path for the worker, the CLI and the tests.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import math
 import os
 import socket
 import threading
+import time
 import traceback as tb
 
-from django.db import transaction
-from django.db.models import F
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from app import artifacts, capture
@@ -149,11 +153,76 @@ def _worker_name():
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
+class Heartbeat:
+    """Marks the step runs this process is running as alive, from one daemon thread.
+
+    A step run whose mark goes stale lost its worker (killed, machine gone):
+    `rescue_lost_steps` puts it back on the queue. Airflow calls these zombies.
+    """
+
+    def __init__(self):
+        self.step_run_ids = set()
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def add(self, step_run_id):
+        with self.lock:
+            self.step_run_ids.add(step_run_id)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._beat, name="step-heartbeat", daemon=True)
+                self.thread.start()
+
+    def discard(self, step_run_id):
+        with self.lock:
+            self.step_run_ids.discard(step_run_id)
+
+    def _beat(self):
+        while True:
+            time.sleep(settings.STEP_HEARTBEAT_SECONDS)
+            with self.lock:
+                ids = list(self.step_run_ids)
+            if not ids:
+                continue
+            try:
+                StepRun.objects.filter(pk__in=ids, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+            except Exception:
+                # A locked or lost database must not end the thread; the next beat retries.
+                log.exception("could not record the heartbeat of step runs %s", ids)
+            finally:
+                connection.close()
+
+
+heartbeat = Heartbeat()
+
+
+def rescue_lost_steps() -> list[int]:
+    """Put running step runs whose worker stopped beating back on the queue; returns
+    their ids for the caller to enqueue. Conditional on the stale heartbeat, so a worker
+    that comes back to life and a second watchdog cannot both win."""
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(seconds=settings.STEP_LOST_AFTER_SECONDS)
+    rescued = []
+    for step_run in StepRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff).only("pk", "heartbeat_at", "worker"):
+        note = f"--- worker {step_run.worker} stopped responding; the step was queued again ---\n"
+        updated = StepRun.objects.filter(
+            pk=step_run.pk, status=Status.RUNNING, heartbeat_at=step_run.heartbeat_at
+        ).update(status=Status.QUEUED, queued_at=now, log=Concat(F("log"), Value(note)))
+        if updated:
+            log.warning("step run %s lost its worker %s; queued again", step_run.pk, step_run.worker)
+            rescued.append(step_run.pk)
+    return rescued
+
+
 def _claim(step_run_id) -> StepRun | None:
     now = timezone.now()
     with transaction.atomic():
         claimed = StepRun.objects.filter(pk=step_run_id, status=Status.QUEUED).update(
-            status=Status.RUNNING, started_at=now, finished_at=None, attempt=F("attempt") + 1, worker=_worker_name()
+            status=Status.RUNNING,
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            attempt=F("attempt") + 1,
+            worker=_worker_name(),
         )
         if not claimed:
             return None
@@ -162,7 +231,8 @@ def _claim(step_run_id) -> StepRun | None:
             .defer("run__snapshot__graph", "run__snapshot__layout_svg")
             .get(pk=step_run_id)
         )
-        Run.objects.filter(pk=step_run.run_id, status=Status.QUEUED).update(status=Status.RUNNING, started_at=now)
+        if step_run.run.status == Status.QUEUED:
+            Run.objects.filter(pk=step_run.run_id, status=Status.QUEUED).update(status=Status.RUNNING, started_at=now)
     return step_run
 
 
@@ -175,11 +245,19 @@ def execute_step(step_run_id: int) -> list[int]:
     step_run = _claim(step_run_id)
     if step_run is None:
         return []
+    heartbeat.add(step_run.pk)
+    try:
+        return _execute(step_run)
+    finally:
+        heartbeat.discard(step_run.pk)
+
+
+def _execute(step_run: StepRun) -> list[int]:
     run = step_run.run
     earlier = step_run.log  # what failed attempts before this one printed
 
     def save_log_so_far(text):
-        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(log=earlier + text)
+        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(log=earlier + text)
 
     with capture.capture(on_flush=save_log_so_far) as output:
         try:
@@ -220,6 +298,11 @@ def _prepare(step_run: StepRun):
     return step.func, inputs, params
 
 
+# Every update below is conditional on the step run still being in *this* attempt: a worker
+# given up for dead (rescue_lost_steps) that finishes after all must not overwrite the
+# attempt that replaced it.
+
+
 def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[int]:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
@@ -228,7 +311,7 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
         # Locking the run row serialises the bookkeeping of sibling steps finishing at the
         # same moment (PostgreSQL; SQLite's IMMEDIATE transactions already do).
         run = Run.objects.select_for_update().get(pk=run_id)
-        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(
+        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
             status=Status.SUCCEEDED, finished_at=now, log=step_run.log + log_text, output_path=output_path, error=""
         )
         if not updated:
@@ -236,10 +319,14 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
         successors = list(graph.successors(step_run.step_name))
         ready = []
         if successors:
-            needed = {pred for succ in successors for pred in graph.predecessors(succ)}
-            statuses = dict(
-                StepRun.objects.filter(run_id=run_id, step_name__in=needed).values_list("step_name", "status")
-            )
+            # Only the other upstreams of the successors need a look (none in a chain).
+            others = {pred for succ in successors for pred in graph.predecessors(succ)} - {step_run.step_name}
+            statuses = {}
+            if others:
+                statuses = dict(
+                    StepRun.objects.filter(run_id=run_id, step_name__in=others).values_list("step_name", "status")
+                )
+            statuses[step_run.step_name] = Status.SUCCEEDED
             candidates = [
                 succ
                 for succ in successors
@@ -263,11 +350,11 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
         if step_run.attempt <= retries:
             # Another attempt: back to the queue, keeping what this one printed.
             log_text = f"{step_run.log}{log_text}--- attempt {step_run.attempt} failed ---\n{trace}\n"
-            updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(
+            updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
                 status=Status.QUEUED, queued_at=now, log=log_text, error=error
             )
             return [step_run.pk] if updated else []
-        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING).update(
+        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
             status=Status.FAILED, finished_at=now, log=step_run.log + log_text, error=error, traceback=trace
         )
         if not updated:

@@ -129,6 +129,8 @@ class StepRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid:thread that ran it")
+    # Refreshed by the worker while the step runs; a stale one means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     log = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     error = models.CharField(max_length=500, blank=True, help_text="One-line summary of the failure")
@@ -140,6 +142,8 @@ class StepRun(models.Model):
         indexes = [
             # the watchdog looking for queued step runs whose task was lost
             models.Index(fields=["status", "queued_at"], name="steprun_status_queued_idx"),
+            # the watchdog looking for running step runs whose worker died
+            models.Index(fields=["status", "heartbeat_at"], name="steprun_status_heartbeat_idx"),
         ]
 
     def __str__(self):

@@ -43,6 +43,19 @@ def env_int(name, default, minimum=None):
     return number
 
 
+def env_float(name, default, minimum=None):
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number:g} must be at least {minimum:g}")
+    return number
+
+
 def env_list(name, default=()):
     value = env_str(name)
     if value is None:
@@ -113,7 +126,10 @@ TEMPLATES = [
 # SQLite by default; DATABASE_URL switches to PostgreSQL for many workers.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"), conn_max_age=0
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        # Persistent connections: a worker would otherwise reconnect for every step.
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600, minimum=0),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -180,7 +196,16 @@ HUEY = {
 if HUEY_REDIS_URL:
     HUEY.update({"huey_class": "huey.RedisHuey", "url": HUEY_REDIS_URL})
 else:
-    HUEY.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3")})
+    # No fsync per queue operation: a process crash loses nothing (WAL), and a task lost to
+    # a power failure is found again by the watchdog (app.tasks.stranded_steps).
+    HUEY.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3"), "fsync": False})
+
+# A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not
+# marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.
+STEP_HEARTBEAT_SECONDS = env_float("STEP_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+STEP_LOST_AFTER_SECONDS = env_float("STEP_LOST_AFTER_SECONDS", 60.0, minimum=0.5)
+if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("STEP_LOST_AFTER_SECONDS must be more than twice STEP_HEARTBEAT_SECONDS")
 
 LOGGING = {
     "version": 1,
@@ -188,7 +213,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"huey": {"level": env_str("HUEY_LOG_LEVEL", "WARNING")}},
+    # A handler of its own, or run_huey adds one at INFO and every step logs four lines.
+    "loggers": {
+        "huey": {"handlers": ["console"], "level": env_str("HUEY_LOG_LEVEL", "WARNING"), "propagate": False}
+    },
 }
 
 ALERT_EMAILS = env_list("ALERT_EMAILS")

@@ -1,6 +1,7 @@
 """The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
 
 import datetime
+import time
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,9 +13,22 @@ from app import engine
 from app.models import PipelineSnapshot, Status, StepRun
 
 
+# A task keeps going down a chain itself (the first ready step) instead of a queue round
+# trip per step, but hands over after this many steps or seconds so other runs get a turn.
+CONTINUE_STEPS = 50
+CONTINUE_SECONDS = 30
+
+
 @db_task()
 def run_step(step_run_id: int):
-    enqueue(engine.execute_step(step_run_id))
+    deadline = time.monotonic() + CONTINUE_SECONDS
+    ready = engine.execute_step(step_run_id)
+    for _ in range(CONTINUE_STEPS - 1):
+        if not ready or time.monotonic() > deadline:
+            break
+        enqueue(ready[1:])
+        ready = engine.execute_step(ready[0])
+    enqueue(ready)
 
 
 def enqueue(step_run_ids):
@@ -30,15 +44,21 @@ def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source
 
 
 @db_periodic_task(crontab(minute="*"))
-def requeue_stranded_steps():
-    """A step run marked queued whose task was lost (the worker died between committing and
-    enqueuing) would wait forever: enqueue it again. Only when the queue is empty, so a long
-    backlog is not duplicated; a duplicate would be harmless anyway (claims are conditional)."""
+def watchdog():
+    """Every minute: recover step runs that would otherwise wait forever."""
+    enqueue(engine.rescue_lost_steps())
+    enqueue(stranded_steps())
+
+
+def stranded_steps() -> list[int]:
+    """Step runs marked queued whose task was lost (a worker died between committing and
+    enqueuing). Only looked for when the queue is empty, so a long backlog is not
+    duplicated; a duplicate would be harmless anyway, since claims are conditional."""
     if HUEY.pending_count():
-        return
+        return []
     cutoff = timezone.now() - datetime.timedelta(minutes=2)
     stranded = StepRun.objects.filter(status=Status.QUEUED, queued_at__lt=cutoff).values_list("pk", flat=True)
-    enqueue(list(stranded[:1000]))
+    return list(stranded[:1000])
 
 
 @db_task()

@@ -1,6 +1,7 @@
 """A small data pipeline: one source fans out to three transforms that fan back in."""
 
 import statistics
+import time
 
 from app.registry import Params, param, pipeline
 
@@ -8,6 +9,7 @@ from app.registry import Params, param, pipeline
 class FanoutParams(Params):
     rows: int = param(1000, ge=1, le=1_000_000, help="How many numbers to generate")
     seed: int = param(7, ge=0, help="Random seed, so runs are reproducible")
+    pause: float = param(0.0, ge=0, le=600, help="Seconds each summary step waits, to watch a run in progress")
 
 
 fanout = pipeline(
@@ -31,12 +33,14 @@ def load(ctx):
 @fanout.step(after=[load])
 def total(ctx, load):
     """Sum of all rows."""
+    time.sleep(ctx.params.pause)
     return sum(load)
 
 
 @fanout.step(after=[load])
 def mean(ctx, load):
     """Arithmetic mean of the rows."""
+    time.sleep(ctx.params.pause)
     result = statistics.fmean(load)
     ctx.log_metric("mean", result)
     return result
@@ -45,6 +49,7 @@ def mean(ctx, load):
 @fanout.step(after=[load])
 def spread(ctx, load):
     """Standard deviation of the rows."""
+    time.sleep(ctx.params.pause)
     result = statistics.pstdev(load)
     ctx.log_metric("stdev", result)
     return result

@@ -76,33 +76,47 @@ def stakeholder_client(client, stakeholder):
 
 
 @pytest.fixture
-def worker(transactional_db, tmp_path):
-    """A real `manage.py run_huey` process on this test's database and queue files."""
+def start_worker(transactional_db, tmp_path):
+    """Start real `manage.py run_huey` processes on this test's database and queue files;
+    all are stopped (SIGTERM, then SIGKILL) when the test ends."""
     HUEY.flush()  # drop tasks left by earlier tests
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATA_DIR=str(settings.DATA_DIR),
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
-        HUEY_WORKERS="4",
-        PYTHONUNBUFFERED="1",
-    )
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_huey"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    processes = []
+
+    def start(**extra_env):
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            DATA_DIR=str(settings.DATA_DIR),
+            DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+            HUEY_WORKERS="4",
+            PYTHONUNBUFFERED="1",
+            **extra_env,
         )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
+        log_path = tmp_path / f"worker-{len(processes)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "run_huey"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        process.log_path = log_path
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.returncode not in (0, -signal.SIGTERM):
-            print(log_path.read_text())
+
+
+@pytest.fixture
+def worker(start_worker):
+    """One real worker process."""
+    return start_worker()
 
 
 def chromium_available():

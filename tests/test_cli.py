@@ -36,7 +36,7 @@ def test_it_runs_a_pipeline_in_process_and_prints_the_run_id():
     run = Run.objects.get()
     assert out == f"{run.pk}\n"
     assert err == f"run #{run.pk} succeeded (5/5 steps)\n"
-    assert (run.status, run.params, run.trigger_source) == (Status.SUCCEEDED, {"rows": 10, "seed": 7}, "cli")
+    assert (run.status, run.params, run.trigger_source) == (Status.SUCCEEDED, {"rows": 10, "seed": 7, "pause": 0.0}, "cli")
     assert run.triggered_by is None
 
 
@@ -74,7 +74,7 @@ def test_it_names_an_unknown_parameter():
         run_command("run_pipeline", "fanout_demo", "--sync", "--param", "row=10")
 
     assert str(caught.value) == (
-        "bad parameters for fanout_demo: row: unknown parameter (this pipeline takes: rows, seed)"
+        "bad parameters for fanout_demo: row: unknown parameter (this pipeline takes: pause, rows, seed)"
     )
 
 

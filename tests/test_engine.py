@@ -49,7 +49,7 @@ def test_it_creates_the_run_with_its_parameters_and_step_runs():
     run, ready = engine.start_run("fanout_demo", {"rows": "10"})
 
     run.refresh_from_db()
-    assert (run.pipeline_name, run.status, run.params) == ("fanout_demo", Status.QUEUED, {"rows": 10, "seed": 7})
+    assert (run.pipeline_name, run.status, run.params) == ("fanout_demo", Status.QUEUED, {"rows": 10, "seed": 7, "pause": 0.0})
     assert (run.steps_total, run.steps_finished, run.started_at, run.finished_at) == (5, 0, None, None)
     assert [(sr.step_name, sr.status) for sr in StepRun.objects.filter(run=run)] == [
         ("load", Status.QUEUED),
@@ -75,7 +75,7 @@ def test_it_rejects_bad_parameters_without_creating_anything():
 
     assert caught.value.errors == {
         "rows": "0 is below the minimum 1",
-        "colour": "unknown parameter (this pipeline takes: rows, seed)",
+        "colour": "unknown parameter (this pipeline takes: pause, rows, seed)",
     }
     assert (Run.objects.count(), StepRun.objects.count(), PipelineSnapshot.objects.count()) == (0, 0, 0)
 

@@ -344,7 +344,7 @@ def test_it_starts_a_run_and_redirects_to_it(operator_client, operator):
     run = Run.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/runs/{run.pk}/"
-    assert (run.pipeline_name, run.params, run.status) == ("fanout_demo", {"rows": 20, "seed": 3}, Status.QUEUED)
+    assert (run.pipeline_name, run.params, run.status) == ("fanout_demo", {"rows": 20, "seed": 3, "pause": 0.0}, Status.QUEUED)
     assert (run.triggered_by, run.trigger_source) == (operator, "web")
     assert set(StepRun.objects.filter(run=run).values_list("step_name", flat=True)) == FANOUT_STEPS
 
