@@ -26,7 +26,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from app import artifacts, capture
+from app import artifacts, capture, engine_sql
 from app import graph as dag
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
 from app.registry import ParamError, registry
@@ -214,26 +214,8 @@ def rescue_lost_steps() -> list[int]:
 
 
 def _claim(step_run_id) -> StepRun | None:
-    now = timezone.now()
     with transaction.atomic():
-        claimed = StepRun.objects.filter(pk=step_run_id, status=Status.QUEUED).update(
-            status=Status.RUNNING,
-            started_at=now,
-            finished_at=None,
-            heartbeat_at=now,
-            attempt=F("attempt") + 1,
-            worker=_worker_name(),
-        )
-        if not claimed:
-            return None
-        step_run = (
-            StepRun.objects.select_related("run__snapshot")
-            .defer("run__snapshot__graph", "run__snapshot__layout_svg")
-            .get(pk=step_run_id)
-        )
-        if step_run.run.status == Status.QUEUED:
-            Run.objects.filter(pk=step_run.run_id, status=Status.QUEUED).update(status=Status.RUNNING, started_at=now)
-    return step_run
+        return engine_sql.claim(step_run_id, timezone.now(), _worker_name())
 
 
 def execute_step(step_run_id: int) -> list[int]:
@@ -308,24 +290,17 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
     with transaction.atomic():
-        # Locking the run row serialises the bookkeeping of sibling steps finishing at the
-        # same moment (PostgreSQL; SQLite's IMMEDIATE transactions already do).
-        run = Run.objects.select_for_update().get(pk=run_id)
-        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
-            status=Status.SUCCEEDED, finished_at=now, log=step_run.log + log_text, output_path=output_path, error=""
-        )
-        if not updated:
+        if not engine_sql.mark_succeeded(step_run, now, step_run.log + log_text, output_path):
             return []
+        # Counting first takes the run's lock (PostgreSQL; SQLite's IMMEDIATE transactions
+        # already serialise), so a sibling finishing at the same moment is seen below.
+        finished, total = engine_sql.count_finished(run_id, 1)
         successors = list(graph.successors(step_run.step_name))
         ready = []
         if successors:
             # Only the other upstreams of the successors need a look (none in a chain).
             others = {pred for succ in successors for pred in graph.predecessors(succ)} - {step_run.step_name}
-            statuses = {}
-            if others:
-                statuses = dict(
-                    StepRun.objects.filter(run_id=run_id, step_name__in=others).values_list("step_name", "status")
-                )
+            statuses = engine_sql.statuses(run_id, others) if others else {}
             statuses[step_run.step_name] = Status.SUCCEEDED
             candidates = [
                 succ
@@ -333,10 +308,9 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
                 if all(statuses.get(pred) == Status.SUCCEEDED for pred in graph.predecessors(succ))
             ]
             if candidates:
-                ready_qs = StepRun.objects.filter(run_id=run_id, step_name__in=candidates, status=Status.PENDING)
-                ready = list(ready_qs.values_list("pk", flat=True))
-                StepRun.objects.filter(pk__in=ready).update(status=Status.QUEUED, queued_at=now)
-        _count_finished(run, 1, now)
+                ready = engine_sql.queue_pending(run_id, candidates, now)
+        if finished >= total:
+            _close_run(run_id, now)
     return ready
 
 
@@ -346,7 +320,6 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
     retries = graph.nodes[step_run.step_name]["retries"]
     now = timezone.now()
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
         if step_run.attempt <= retries:
             # Another attempt: back to the queue, keeping what this one printed.
             log_text = f"{step_run.log}{log_text}--- attempt {step_run.attempt} failed ---\n{trace}\n"
@@ -363,20 +336,16 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
         skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
             status=Status.UPSTREAM_FAILED, finished_at=now
         )
-        _count_finished(run, 1 + skipped, now)
+        finished, total = engine_sql.count_finished(run_id, 1 + skipped)
+        if finished >= total:
+            _close_run(run_id, now)
     return []
 
 
-def _count_finished(run: Run, count: int, now):
-    """Add `count` finished step runs to the (locked) run; close the run when all are done."""
-    run.steps_finished += count
-    fields = {"steps_finished": run.steps_finished}
-    if run.steps_finished >= run.steps_total:
-        failed = StepRun.objects.filter(
-            run_id=run.pk, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]
-        ).exists()
-        fields.update(status=Status.FAILED if failed else Status.SUCCEEDED, finished_at=now)
-    Run.objects.filter(pk=run.pk).update(**fields)
+def _close_run(run_id: int, now):
+    """All steps have finished: the run failed if any step failed or was skipped for it."""
+    failed = StepRun.objects.filter(run_id=run_id, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]).exists()
+    Run.objects.filter(pk=run_id).update(status=Status.FAILED if failed else Status.SUCCEEDED, finished_at=now)
 
 
 def run_inline(run: Run, ready_ids: list[int]) -> Run:
