@@ -4,7 +4,7 @@ import datetime
 
 from django import forms
 
-from app.models import Status
+from app.models import PipelineSnapshot, Status
 from app.registry import ParamError, registry
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
@@ -66,4 +66,6 @@ class RunFilterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in registry.pipelines()]
+        # Pipelines that ran once stay filterable after their code is removed or broken.
+        names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True))
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in sorted(names)]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import signal
 import sqlite3
@@ -156,6 +157,38 @@ def measure_floor(args, data_dir: Path, steps: int):
     finally:
         conn.close()
     return result_line("floor", args, steps, wall, rss)
+
+
+def measure_design_floor(args, data_dir: Path, steps: int):
+    """The least our durability rules allow: per step, a claim committed before the step
+    runs, its output pickled to a file and renamed into place, and its result committed."""
+    path = data_dir / f"design-floor-{time.monotonic_ns()}.sqlite3"
+    out_dir = data_dir / "design-floor-artifacts"
+    out_dir.mkdir(exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE step (id INTEGER PRIMARY KEY, status TEXT, started REAL, finished REAL)")
+        conn.executemany("INSERT INTO step (id, status) VALUES (?, 'queued')", [(i,) for i in range(steps)])
+        peak = PeakRSS(os.getpid()).start()
+        start = time.perf_counter()
+        for i in range(steps):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE step SET status='running', started=? WHERE id=? AND status='queued'", (time.time(), i))
+            conn.execute("COMMIT")
+            target = out_dir / f"step_{i}.pkl"
+            tmp = out_dir / f".step_{i}.tmp"
+            tmp.write_bytes(pickle.dumps(None))
+            os.replace(tmp, target)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE step SET status='succeeded', finished=? WHERE id=? AND status='running'", (time.time(), i))
+            conn.execute("COMMIT")
+        wall = time.perf_counter() - start
+        rss = peak.stop_mb()
+    finally:
+        conn.close()
+    return result_line("design_floor", args, steps, wall, rss)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -297,7 +330,9 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="HUEY_WORKERS for the worker (default: env or 4)")
     parser.add_argument("--repeat", type=int, default=1, help="Measure each mode this many times (default 1)")
     parser.add_argument(
-        "--modes", default="floor,sync,worker", help="Comma-separated subset of floor,sync,worker (default all)"
+        "--modes",
+        default="floor,design_floor,sync,worker",
+        help="Comma-separated subset of floor,design_floor,sync,worker (default all)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="Seconds a measured run may take")
     parser.add_argument("--startup-timeout", type=float, default=120, help="Seconds to wait for the worker")
@@ -312,7 +347,7 @@ def parse_args(argv=None):
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = set(args.modes) - {"floor", "sync", "worker"}
+    unknown = set(args.modes) - {"floor", "design_floor", "sync", "worker"}
     if unknown:
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     if args.timeout is None:
@@ -396,10 +431,13 @@ def bench(args, data_dir: Path):
         flush=True,
     )
 
-    results = {"floor": [], "sync": [], "worker": []}
+    results = {"floor": [], "design_floor": [], "sync": [], "worker": []}
     if "floor" in args.modes:
         for _ in range(args.repeat):
             results["floor"].append(measure_floor(args, data_dir, steps))
+    if "design_floor" in args.modes:
+        for _ in range(args.repeat):
+            results["design_floor"].append(measure_design_floor(args, data_dir, steps))
     if "sync" in args.modes:
         for _ in range(args.repeat):
             results["sync"].append(measure_sync(args, steps, noop.NAME))
@@ -418,6 +456,11 @@ def bench(args, data_dir: Path):
         for mode in ("sync", "worker"):
             if mode in per_step:
                 summary["ratios"][f"{mode}/floor"] = round(per_step[mode] / floor, 1)
+    design_floor = per_step.get("design_floor")
+    if design_floor:
+        for mode in ("sync", "worker"):
+            if mode in per_step:
+                summary["ratios"][f"{mode}/design_floor"] = round(per_step[mode] / design_floor, 1)
     if "sync/floor" in summary["ratios"]:
         got = summary["ratios"]["sync/floor"]
         met = got <= TARGET_SYNC_OVER_FLOOR
