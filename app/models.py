@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from app import dag_svg
 
@@ -107,6 +110,11 @@ class Run(models.Model):
     @property
     def is_finished(self):
         return self.status in FINISHED
+
+    @property
+    def waiting_for_worker(self):
+        """Queued for a while with no step started: most likely no worker is running."""
+        return self.status == Status.QUEUED and timezone.now() - self.created_at > timedelta(seconds=30)
 
     @property
     def progress_percent(self):

@@ -4,6 +4,7 @@ Runs are made in-process with the engine (`start_run`, `run_inline`), the same c
 worker runs; no worker process is started here.
 """
 
+import datetime
 import re
 
 import pytest
@@ -580,6 +581,24 @@ def test_it_shows_progress_status_and_steps_of_a_running_run(operator_client):
     for name in FANOUT_STEPS:
         assert f'<a href="/runs/{run.pk}/steps/{name}/"><code>{name}</code></a>' in page
     assert 'hx-trigger="every 1s"' in page
+
+
+def test_it_asks_whether_a_worker_runs_when_a_run_waits_too_long(operator_client):
+    run = started_run("fanout_demo")
+    Run.objects.filter(pk=run.pk).update(created_at=run.created_at - datetime.timedelta(minutes=2))
+
+    response = operator_client.get(f"/runs/{run.pk}/")
+
+    assert response.status_code == 200
+    assert "No step has started since 2\xa0minutes. Is a worker running?" in text(response)
+
+
+def test_it_does_not_worry_about_a_run_queued_a_moment_ago(operator_client):
+    run = started_run("fanout_demo")
+
+    response = operator_client.get(f"/runs/{run.pk}/")
+
+    assert "Is a worker running?" not in text(response)
 
 
 def test_it_colours_the_dag_by_step_status(operator_client):
