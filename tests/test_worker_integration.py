@@ -15,7 +15,7 @@ def finished_run(pk):
 
 
 def test_it_runs_the_fanout_example_on_the_worker(worker, operator_client):
-    response = operator_client.post("/pipelines/fanout_demo/run/", {"rows": "200", "seed": "3"})
+    response = operator_client.post("/pipelines/fanout_demo/run/", {"rows": "200", "seed": "3", "pause": "0.5"})
 
     run = Run.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
@@ -24,6 +24,9 @@ def test_it_runs_the_fanout_example_on_the_worker(worker, operator_client):
     assert run.steps_finished == run.steps_total == 5
     steps = {sr.step_name: sr for sr in run.step_runs.all()}
     assert {sr.status for sr in steps.values()} == {Status.SUCCEEDED}
+    # fan-out: the three independent branches ran at the same time on the worker's threads
+    branches = [steps[s] for s in ("total", "mean", "spread")]
+    assert max(sr.started_at for sr in branches) < min(sr.finished_at for sr in branches)
     # fan-in: report waited for all three branches and received their outputs
     assert steps["report"].started_at >= max(steps[s].finished_at for s in ("total", "mean", "spread"))
     report = artifacts.load_output(steps["report"].output_path)
