@@ -83,6 +83,17 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     trigger_source = models.CharField(max_length=20, default="web")  # web, cli, api, schedule
+    parameter_revision = models.ForeignKey(
+        "ParameterSetRevision", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="The parameter set revision the parameters came from, if any",
+    )
+    # Retry from failure makes a new run: `retry_of` is the first run of the chain of attempts.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    attempt = models.PositiveIntegerField(default=1)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     steps_total = models.PositiveIntegerField(default=0)
     # Kept in step with StepRun rows in the same transaction, so list pages and polls read
     # progress from the run row alone.
@@ -139,6 +150,8 @@ class StepRun(models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid:thread that ran it")
     # Refreshed by the worker while the step runs; a stale one means the worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set when the output was reused from an earlier attempt's run (retry from failure).
+    reused_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     log = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     error = models.CharField(max_length=500, blank=True, help_text="One-line summary of the failure")
@@ -179,3 +192,117 @@ class Metric(models.Model):
 
     def __str__(self):
         return f"{self.name}={self.value}"
+
+
+class StepAttempt(models.Model):
+    """One try of a step run; a step with retries has several. The step run holds the latest."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    log = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["step_run_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["step_run", "number"], name="attempt_unique_number")]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.step_run}"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class ParameterSet(models.Model):
+    """A named, revisioned set of parameter values for one pipeline."""
+
+    pipeline_name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(default=False)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline_name", "-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline_name", "name"], name="paramset_unique_name"),
+            models.UniqueConstraint(
+                fields=["pipeline_name"], condition=models.Q(is_default=True), name="paramset_one_default"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.pipeline_name} / {self.name}"
+
+    def get_absolute_url(self):
+        return reverse("paramset_detail", args=[self.pk])
+
+    @property
+    def latest(self):
+        return self.revisions.order_by("-number").first()
+
+
+class ParameterSetRevision(models.Model):
+    """One saved state of a parameter set; every save makes a new one."""
+
+    parameter_set = models.ForeignKey(ParameterSet, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    values = models.JSONField()
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["parameter_set_id", "-number"]
+        constraints = [models.UniqueConstraint(fields=["parameter_set", "number"], name="revision_unique_number")]
+
+    def __str__(self):
+        return f"{self.parameter_set} r{self.number}"
+
+
+class AuditAction(models.TextChoices):
+    TRIGGER = "trigger", "started a run"
+    RETRY = "retry", "retried from failure"
+    RERUN = "rerun", "re-ran"
+    CANCEL = "cancel", "cancelled a run"
+    PARAMSET_CREATE = "paramset_create", "created a parameter set"
+    PARAMSET_EDIT = "paramset_edit", "edited a parameter set"
+    PARAMSET_ARCHIVE = "paramset_archive", "archived a parameter set"
+    PARAMSET_DEFAULT = "paramset_default", "made a parameter set the default"
+    DEPLOY = "deploy", "deployed a model"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, to what. Written by app.audit.record; never edited."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150, blank=True, help_text="Kept if the user is deleted")
+    action = models.CharField(max_length=30, choices=AuditAction.choices)
+    pipeline_name = models.CharField(max_length=100, blank=True)
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=50, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    target_url = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # audit page filtered by user / action / pipeline, newest first
+            models.Index(fields=["user", "-id"], name="audit_user_idx"),
+            models.Index(fields=["action", "-id"], name="audit_action_idx"),
+            models.Index(fields=["pipeline_name", "-id"], name="audit_pipeline_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.username} {self.get_action_display()} {self.target_label}"
