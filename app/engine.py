@@ -20,15 +20,13 @@ import threading
 import time
 import traceback as tb
 
-from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
+from django.db import transaction
 from django.utils import timezone
 
 from app import artifacts, capture, engine_sql
+from app.watchdog import heartbeat
 from app import graph as dag
-from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
+from app.models import Metric, PipelineSnapshot, Run, Status, StepAttempt, StepRun
 from app.registry import ParamError, registry
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,22 @@ class UnknownPipeline(LookupError):
         super().__init__(f"there is no pipeline named {name!r} (known pipelines: {known})")
 
 
-__all__ = ["UnknownPipeline", "ParamError", "start_run", "execute_step", "run_inline", "StepContext"]
+__all__ = ["UnknownPipeline", "ParamError", "RunCancelled", "Ready", "start_run", "execute_step", "run_inline", "StepContext"]
+
+
+class RunCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` when an operator cancelled the run: the step stops
+    and is recorded as cancelled, not failed."""
+
+
+class Ready(list):
+    """The step run ids that may run now, and in `.later` (id, seconds) pairs of retries
+    that may run after a delay. A list, so callers that only run what is ready now can
+    treat it as one."""
+
+    def __init__(self, ids=(), later=()):
+        super().__init__(ids)
+        self.later = list(later)
 
 
 class StepContext:
@@ -55,6 +68,7 @@ class StepContext:
     - `ctx.log_metric(name, value)`: record a number shown on the run page
     - `ctx.run_id`, `ctx.step_run_id`, `ctx.attempt`, `ctx.pipeline_name`, `ctx.step_name`
     - `ctx.artifacts_dir`: a directory for extra files this step writes
+    - `ctx.cancel_requested` / `ctx.check_cancelled()`: stop early when the run is cancelled
     """
 
     def __init__(self, step_run: StepRun, params):
@@ -66,10 +80,27 @@ class StepContext:
         self.pipeline_name = step_run.run.pipeline_name
         self.step_name = step_run.step_name
         self.logger = logging.getLogger(f"pipelines.{self.pipeline_name}.{self.step_name}")
+        self._cancelled = False
+        self._cancel_checked_at = float("-inf")
 
     @property
     def artifacts_dir(self):
         return artifacts.step_dir(self.run_id, self.step_name)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether an operator cancelled the run. Cheap to call in a loop: it looks at the
+        database at most once a second."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_checked_at >= 1.0:
+            self._cancel_checked_at = now
+            self._cancelled = Run.objects.filter(pk=self.run_id, cancel_requested_at__isnull=False).exists()
+        return self._cancelled
+
+    def check_cancelled(self):
+        """Raise RunCancelled if the run was cancelled; call it in long loops."""
+        if self.cancel_requested:
+            raise RunCancelled(f"run #{self.run_id} was cancelled")
 
     def log_metric(self, name: str, value: float):
         """Record a metric of this run (a finite number under a name of up to 100 characters)."""
@@ -93,11 +124,13 @@ def snapshot_graph(snapshot_id: int, source_hash: str) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def snapshot_dag(snapshot_id: int, source_hash: str):
-    """A snapshot's networkx graph, built once per process; node data holds `retries`."""
+    """A snapshot's networkx graph, built once per process; node data holds the retry rules."""
     body = snapshot_graph(snapshot_id, source_hash)
     graph = dag.from_snapshot(body)
     for step in body["steps"]:
-        graph.nodes[step["name"]]["retries"] = step.get("retries", 0)
+        graph.nodes[step["name"]].update(
+            retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1)
+        )
     return graph
 
 
@@ -153,80 +186,20 @@ def _worker_name():
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
-class Heartbeat:
-    """Marks the step runs this process is running as alive, from one daemon thread.
-
-    A step run whose mark goes stale lost its worker (killed, machine gone):
-    `rescue_lost_steps` puts it back on the queue. Airflow calls these zombies.
-    """
-
-    def __init__(self):
-        self.step_run_ids = set()
-        self.lock = threading.Lock()
-        self.thread = None
-
-    def add(self, step_run_id):
-        with self.lock:
-            self.step_run_ids.add(step_run_id)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._beat, name="step-heartbeat", daemon=True)
-                self.thread.start()
-
-    def discard(self, step_run_id):
-        with self.lock:
-            self.step_run_ids.discard(step_run_id)
-
-    def _beat(self):
-        while True:
-            time.sleep(settings.STEP_HEARTBEAT_SECONDS)
-            with self.lock:
-                ids = list(self.step_run_ids)
-            if not ids:
-                continue
-            try:
-                StepRun.objects.filter(pk__in=ids, status=Status.RUNNING).update(heartbeat_at=timezone.now())
-            except Exception:
-                # A locked or lost database must not end the thread; the next beat retries.
-                log.exception("could not record the heartbeat of step runs %s", ids)
-            finally:
-                connection.close()
-
-
-heartbeat = Heartbeat()
-
-
-def rescue_lost_steps() -> list[int]:
-    """Put running step runs whose worker stopped beating back on the queue; returns
-    their ids for the caller to enqueue. Conditional on the stale heartbeat, so a worker
-    that comes back to life and a second watchdog cannot both win."""
-    now = timezone.now()
-    cutoff = now - datetime.timedelta(seconds=settings.STEP_LOST_AFTER_SECONDS)
-    rescued = []
-    for step_run in StepRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff).only("pk", "heartbeat_at", "worker"):
-        note = f"--- worker {step_run.worker} stopped responding; the step was queued again ---\n"
-        updated = StepRun.objects.filter(
-            pk=step_run.pk, status=Status.RUNNING, heartbeat_at=step_run.heartbeat_at
-        ).update(status=Status.QUEUED, queued_at=now, log=Concat(F("log"), Value(note)))
-        if updated:
-            log.warning("step run %s lost its worker %s; queued again", step_run.pk, step_run.worker)
-            rescued.append(step_run.pk)
-    return rescued
-
-
 def _claim(step_run_id) -> StepRun | None:
     with transaction.atomic():
         return engine_sql.claim(step_run_id, timezone.now(), _worker_name())
 
 
-def execute_step(step_run_id: int) -> list[int]:
-    """Run one step run if it is still queued; record its outcome.
+def execute_step(step_run_id: int) -> Ready:
+    """Run one step run if it is still queued (or due for a retry); record its outcome.
 
-    Returns the ids of step runs that became ready because of it. A step run that is not
-    queued any more (claimed by another worker, cancelled) is left alone and [] returned.
+    Returns the step runs that became ready because of it (see Ready). A step run that is
+    not queued any more (claimed by another worker, cancelled) is left alone.
     """
     step_run = _claim(step_run_id)
     if step_run is None:
-        return []
+        return Ready()
     heartbeat.add(step_run.pk)
     try:
         return _execute(step_run)
@@ -234,18 +207,19 @@ def execute_step(step_run_id: int) -> list[int]:
         heartbeat.discard(step_run.pk)
 
 
-def _execute(step_run: StepRun) -> list[int]:
+def _execute(step_run: StepRun) -> Ready:
     run = step_run.run
-    earlier = step_run.log  # what failed attempts before this one printed
 
     def save_log_so_far(text):
-        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(log=earlier + text)
+        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(log=text)
 
     with capture.capture(on_flush=save_log_so_far) as output:
         try:
             func, inputs, params = _prepare(step_run)
             value = func(StepContext(step_run, params), **inputs)
             output_path = artifacts.save_output(run.pk, step_run.step_name, value)
+        except RunCancelled:
+            return _record_cancelled(step_run, output.getvalue())
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             trace = tb.format_exc()
@@ -285,13 +259,13 @@ def _prepare(step_run: StepRun):
 # attempt that replaced it.
 
 
-def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[int]:
+def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
     with transaction.atomic():
-        if not engine_sql.mark_succeeded(step_run, now, step_run.log + log_text, output_path):
-            return []
+        if not engine_sql.mark_succeeded(step_run, now, log_text, output_path):
+            return Ready()
         # Counting first takes the run's lock (PostgreSQL; SQLite's IMMEDIATE transactions
         # already serialise), so a sibling finishing at the same moment is seen below.
         finished, total = engine_sql.count_finished(run_id, 1)
@@ -308,51 +282,88 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> list[
                 if all(statuses.get(pred) == Status.SUCCEEDED for pred in graph.predecessors(succ))
             ]
             if candidates:
+                # A cancelled run has no pending steps left, so nothing is queued for it.
                 ready = engine_sql.queue_pending(run_id, candidates, now)
         if finished >= total:
-            _close_run(run_id, now)
-    return ready
+            close_run(run_id, now)
+    return Ready(ready)
 
 
-def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> list[int]:
+def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> Ready:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
-    retries = graph.nodes[step_run.step_name]["retries"]
+    step = graph.nodes[step_run.step_name]
     now = timezone.now()
+    this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
     with transaction.atomic():
-        if step_run.attempt <= retries:
-            # Another attempt: back to the queue, keeping what this one printed.
-            log_text = f"{step_run.log}{log_text}--- attempt {step_run.attempt} failed ---\n{trace}\n"
-            updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
-                status=Status.QUEUED, queued_at=now, log=log_text, error=error
+        cancelled = Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+        if step_run.attempt <= step["retries"] and not cancelled:
+            delay = step["retry_delay"] * step["backoff"] ** (step_run.attempt - 1)
+            updated = this_attempt.update(
+                status=Status.RETRYING if delay else Status.QUEUED,
+                queued_at=now + datetime.timedelta(seconds=delay),
+                log="",
+                error=error,
             )
-            return [step_run.pk] if updated else []
-        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
-            status=Status.FAILED, finished_at=now, log=step_run.log + log_text, error=error, traceback=trace
-        )
-        if not updated:
-            return []
+            if not updated:
+                return Ready()
+            # The failed attempt is kept whole; the step run starts the next one afresh.
+            StepAttempt.objects.create(
+                step_run=step_run, number=step_run.attempt, status=Status.FAILED, started_at=step_run.started_at,
+                finished_at=now, worker=step_run.worker, log=log_text, traceback=trace, error=error,
+            )
+            return Ready(later=[(step_run.pk, delay)]) if delay else Ready([step_run.pk])
+        if not this_attempt.update(status=Status.FAILED, finished_at=now, log=log_text, error=error, traceback=trace):
+            return Ready()
         below = dag.downstream(graph, [step_run.step_name])
         skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
             status=Status.UPSTREAM_FAILED, finished_at=now
         )
         finished, total = engine_sql.count_finished(run_id, 1 + skipped)
         if finished >= total:
-            _close_run(run_id, now)
-    return []
+            close_run(run_id, now)
+    return Ready()
 
 
-def _close_run(run_id: int, now):
-    """All steps have finished: the run failed if any step failed or was skipped for it."""
-    failed = StepRun.objects.filter(run_id=run_id, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]).exists()
-    Run.objects.filter(pk=run_id).update(status=Status.FAILED if failed else Status.SUCCEEDED, finished_at=now)
+def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:
+    now = timezone.now()
+    with transaction.atomic():
+        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
+            status=Status.CANCELLED, finished_at=now, log=log_text, error="stopped: the run was cancelled"
+        )
+        if not updated:
+            return Ready()
+        finished, total = engine_sql.count_finished(step_run.run_id, 1)
+        if finished >= total:
+            close_run(step_run.run_id, now)
+    return Ready()
+
+
+def close_run(run_id: int, now):
+    """All steps have finished: the run is cancelled if an operator asked for it, failed if
+    any step failed or was skipped for it, else succeeded."""
+    run = Run.objects.only("cancel_requested_at").get(pk=run_id)
+    if run.cancel_requested_at:
+        status = Status.CANCELLED
+    elif StepRun.objects.filter(run_id=run_id, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]).exists():
+        status = Status.FAILED
+    else:
+        status = Status.SUCCEEDED
+    Run.objects.filter(pk=run_id).update(status=status, finished_at=now)
 
 
 def run_inline(run: Run, ready_ids: list[int]) -> Run:
-    """Execute a run in this process, step by step, through the same code as the worker."""
-    pending = list(ready_ids)
+    """Execute a run in this process, step by step, through the same code as the worker;
+    a retry with a delay waits for it here."""
+    now = time.monotonic()
+    pending = [(now, step_run_id) for step_run_id in ready_ids]
     while pending:
-        step_run_id = pending.pop(0)
-        pending.extend(execute_step(step_run_id))
+        pending.sort()
+        due, step_run_id = pending.pop(0)
+        time.sleep(max(0.0, due - time.monotonic()))
+        ready = execute_step(step_run_id)
+        now = time.monotonic()
+        pending.extend((now, ready_id) for ready_id in ready)
+        pending.extend((now + delay, later_id) for later_id, delay in ready.later)
     run.refresh_from_db()
     return run

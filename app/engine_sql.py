@@ -20,18 +20,18 @@ def _when(moment):
 
 
 def claim(step_run_id: int, now, worker: str) -> StepRun | None:
-    """queued → running for this step run; None if someone else got it first."""
+    """queued (or retrying) → running for this step run; None if someone else got it first."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, started_at = %s, finished_at = NULL, heartbeat_at = %s,"
-            " attempt = attempt + 1, worker = %s WHERE id = %s AND status = %s"
-            " RETURNING run_id, step_name, attempt, log",
-            [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED],
+            " attempt = attempt + 1, worker = %s WHERE id = %s AND status IN (%s, %s)"
+            " RETURNING run_id, step_name, attempt",
+            [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED, Status.RETRYING],
         )
         row = cursor.fetchone()
         if row is None:
             return None
-        run_id, step_name, attempt, log = row
+        run_id, step_name, attempt = row
         cursor.execute(
             f"SELECT r.pipeline_name, r.status, r.params, r.snapshot_id, s.source_hash"
             f" FROM {RUN} r JOIN {SNAPSHOT} s ON s.id = r.snapshot_id WHERE r.id = %s",
@@ -46,7 +46,9 @@ def claim(step_run_id: int, now, worker: str) -> StepRun | None:
     params = Run._meta.get_field("params").from_db_value(params, None, connection)
     snapshot = PipelineSnapshot(pk=snapshot_id, pipeline_name=pipeline_name, source_hash=source_hash)
     run = Run(pk=run_id, pipeline_name=pipeline_name, status=Status.RUNNING, params=params, snapshot=snapshot)
-    return StepRun(pk=step_run_id, run=run, step_name=step_name, attempt=attempt, log=log, status=Status.RUNNING)
+    return StepRun(
+        pk=step_run_id, run=run, step_name=step_name, attempt=attempt, status=Status.RUNNING, started_at=now, worker=worker
+    )
 
 
 def mark_succeeded(step_run: StepRun, now, log: str, output_path: str) -> bool:

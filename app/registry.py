@@ -56,6 +56,12 @@ class Step:
     after: list[str]
     inputs: list[str]
     retries: int = 0
+    retry_delay: float = 0.0
+    backoff: float = 1.0
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
+        return self.retry_delay * self.backoff ** (attempt - 1)
 
     def __call__(self, *args, **kwargs):
         return self.func(*args, **kwargs)
@@ -85,9 +91,12 @@ class Pipeline:
     _snapshot: dict | None = field(default=None, repr=False, compare=False)
     _snapshot_steps: int = field(default=0, repr=False, compare=False)
 
-    def step(self, after=(), *, name=None, retries=0):
+    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1):
         """Decorator adding a step. `after` lists the steps (functions or names) it waits for;
-        the function's parameters after `ctx` name the upstream steps whose outputs it gets."""
+        the function's parameters after `ctx` name the upstream steps whose outputs it gets.
+
+        A failed attempt is tried again up to `retries` times, the n-th retry
+        `retry_delay * backoff ** (n - 1)` seconds after the failure."""
 
         def decorate(func):
             step_name = name or func.__name__
@@ -109,9 +118,13 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: its function must take the run context as first argument")
             if step_name in self.steps:
                 self.problems.append(f"step {step_name!r} is defined twice")
-            if not isinstance(retries, int) or retries < 0:
+            if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
                 self.problems.append(f"step {step_name!r}: retries must be a whole number ≥ 0")
-            step = Step(self, step_name, func, upstream, names[1:], retries)
+            if not isinstance(retry_delay, (int, float)) or isinstance(retry_delay, bool) or not 0 <= retry_delay <= 86400:
+                self.problems.append(f"step {step_name!r}: retry_delay must be a number of seconds from 0 to 86400")
+            if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or not 1 <= backoff <= 10:
+                self.problems.append(f"step {step_name!r}: backoff must be a number from 1 to 10")
+            step = Step(self, step_name, func, upstream, names[1:], retries, retry_delay, backoff)
             self.steps.setdefault(step_name, step)
             return step
 
@@ -176,6 +189,8 @@ class Pipeline:
                 "after": list(s.after),
                 "inputs": list(s.inputs),
                 "retries": s.retries,
+                "retry_delay": s.retry_delay,
+                "backoff": s.backoff,
             }
             for s in (self.steps[name] for name in order)
         ]

@@ -9,7 +9,7 @@ from huey import crontab
 from huey.exceptions import TaskLockedException
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
-from app import engine
+from app import engine, watchdog
 from app.models import PipelineSnapshot, Status, StepRun
 
 
@@ -24,16 +24,24 @@ def run_step(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
     ready = engine.execute_step(step_run_id)
     for _ in range(CONTINUE_STEPS - 1):
+        schedule_retries(ready)
         if not ready or time.monotonic() > deadline:
             break
         enqueue(ready[1:])
         ready = engine.execute_step(ready[0])
+    schedule_retries(ready)
     enqueue(ready)
 
 
 def enqueue(step_run_ids):
     for step_run_id in step_run_ids:
         run_step(step_run_id)
+
+
+def schedule_retries(ready: engine.Ready):
+    for step_run_id, delay in ready.later:
+        run_step.schedule((step_run_id,), delay=delay)
+    ready.later.clear()
 
 
 def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web"):
@@ -44,20 +52,23 @@ def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source
 
 
 @db_periodic_task(crontab(minute="*"))
-def watchdog():
+def recover_steps():
     """Every minute: recover step runs that would otherwise wait forever."""
-    enqueue(engine.rescue_lost_steps())
+    enqueue(watchdog.rescue_lost_steps())
     enqueue(stranded_steps())
 
 
 def stranded_steps() -> list[int]:
-    """Step runs marked queued whose task was lost (a worker died between committing and
+    """Step runs marked queued (or due for a retry) whose task was lost (a worker died between committing and
     enqueuing). Only looked for when the queue is empty, so a long backlog is not
     duplicated; a duplicate would be harmless anyway, since claims are conditional."""
     if HUEY.pending_count():
         return []
     cutoff = timezone.now() - datetime.timedelta(minutes=2)
-    stranded = StepRun.objects.filter(status=Status.QUEUED, queued_at__lt=cutoff).values_list("pk", flat=True)
+    # queued_at of a retrying step run is when its retry is due.
+    stranded = StepRun.objects.filter(
+        status__in=[Status.QUEUED, Status.RETRYING], queued_at__lt=cutoff
+    ).values_list("pk", flat=True)
     return list(stranded[:1000])
 
 

@@ -411,7 +411,10 @@ def test_it_queues_a_failed_step_again_while_it_has_retries_left(retried_once):
     step_run = StepRun.objects.get(pk=ready[0])
     assert (step_run.status, step_run.attempt) == (Status.QUEUED, 1)
     assert step_run.error == "RuntimeError: the first attempt fails"
-    assert "--- attempt 1 failed ---" in step_run.log
+    first = step_run.attempts.get()
+    assert (first.number, first.status) == (1, Status.FAILED)
+    assert "RuntimeError: the first attempt fails" in first.traceback
+    assert "attempt 1 starting" in first.log
     run.refresh_from_db()
     assert (run.status, run.steps_finished) == (Status.RUNNING, 0)
 
@@ -442,10 +445,33 @@ def test_it_keeps_the_log_of_a_failed_attempt_when_the_retry_succeeds(retried_on
 
     engine.run_inline(run, ready)
 
-    log = step_runs(run)["wobbly"].log
-    assert "attempt 1 starting" in log
-    assert "--- attempt 1 failed ---" in log
-    assert "attempt 2 starting" in log
+    wobbly = step_runs(run)["wobbly"]
+    assert "attempt 2 starting" in wobbly.log and "attempt 1 starting" not in wobbly.log
+    assert [(a.number, "attempt 1 starting" in a.log) for a in wobbly.attempts.all()] == [(1, True)]
+
+
+def test_it_waits_before_a_retry_with_a_delay(define):
+    pipe = define("t_delayed_retry")
+
+    @pipe.step(retries=2, retry_delay=0.2, backoff=2)
+    def shaky(ctx):
+        if ctx.attempt < 3:
+            raise RuntimeError(f"attempt {ctx.attempt} fails")
+        return ctx.attempt
+
+    run, ready = engine.start_run("t_delayed_retry")
+    first = engine.execute_step(ready[0])
+    assert (list(first), first.later) == ([], [(ready[0], 0.2)])
+    assert StepRun.objects.get(pk=ready[0]).status == Status.RETRYING
+
+    run = engine.run_inline(run, [ready[0]])
+
+    shaky_run = step_runs(run)["shaky"]
+    assert (run.status, shaky_run.attempt, output_of(shaky_run)) == (Status.SUCCEEDED, 3, 3)
+    attempts = list(shaky_run.attempts.all())
+    assert [a.error for a in attempts] == ["RuntimeError: attempt 1 fails", "RuntimeError: attempt 2 fails"]
+    # the second retry waited retry_delay * backoff = 0.4 s after the second failure
+    assert (shaky_run.started_at - attempts[1].finished_at).total_seconds() >= 0.4
 
 
 def test_it_clears_the_error_of_a_failed_attempt_when_the_retry_succeeds(retried_once):
@@ -471,7 +497,8 @@ def test_it_fails_a_step_when_its_retries_are_used_up(define):
     step_run = step_runs(run)["hopeless"]
     assert (run.status, step_run.status, step_run.attempt) == (Status.FAILED, Status.FAILED, 2)
     assert step_run.error == "RuntimeError: attempt 2 failed"
-    first, second = step_run.log.split("--- attempt 1 failed ---\n")
-    assert first.endswith("hopeless: attempt 1\n")
-    assert "RuntimeError: attempt 1 failed" in second
-    assert second.endswith("hopeless: attempt 2\n")
+    assert step_run.log.endswith("hopeless: attempt 2\n")
+    assert "RuntimeError: attempt 2 failed" in step_run.traceback
+    first = step_run.attempts.get()
+    assert first.log.endswith("hopeless: attempt 1\n")
+    assert "RuntimeError: attempt 1 failed" in first.traceback

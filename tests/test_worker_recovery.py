@@ -5,7 +5,7 @@ import signal
 import pytest
 from django.test import override_settings
 
-from app import engine, tasks
+from app import tasks, watchdog
 from app.models import Run, Status
 from tests.conftest import wait_for
 
@@ -25,7 +25,7 @@ def test_it_finishes_a_run_whose_worker_was_killed(start_worker):
 
     first.send_signal(signal.SIGKILL)
     first.wait()
-    lost = wait_for(engine.rescue_lost_steps, timeout=10, message="the watchdog to notice the dead worker")
+    lost = wait_for(watchdog.rescue_lost_steps, timeout=10, message="the watchdog to notice the dead worker")
     tasks.enqueue(lost)
     second = start_worker(**FAST_HEARTBEAT)
 
@@ -36,4 +36,6 @@ def test_it_finishes_a_run_whose_worker_was_killed(start_worker):
     assert sorted(sr.step_name for sr in rescued if sr.attempt == 2) == ["mean", "spread", "total"]
     for step_run in rescued:
         assert f":{second.pid}:" in step_run.worker
-        assert f":{first.pid}:" in step_run.log and "stopped responding" in step_run.log
+        lost_attempt = step_run.attempts.get()
+        assert (lost_attempt.number, lost_attempt.status) == (1, Status.FAILED)
+        assert f":{first.pid}:" in lost_attempt.worker and "stopped responding" in lost_attempt.error
