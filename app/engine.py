@@ -143,7 +143,9 @@ def snapshot_for(pipe) -> PipelineSnapshot:
     return snapshot
 
 
-def start_run(pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web"):
+def start_run(
+    pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None
+):
     """Create a run and its step runs in one transaction.
 
     Validates the parameters first (raises ParamError naming each bad one, UnknownPipeline
@@ -164,6 +166,7 @@ def start_run(pipeline_name: str, raw_params: dict | None = None, *, user=None, 
             params=params,
             triggered_by=user if user is not None and user.is_authenticated else None,
             trigger_source=source,
+            parameter_revision=parameter_revision,
             steps_total=len(steps),
         )
         StepRun.objects.bulk_create(

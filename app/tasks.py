@@ -10,7 +10,7 @@ from huey.exceptions import TaskLockedException
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from app import engine, watchdog
-from app.models import PipelineSnapshot, Status, StepRun
+from app.models import PipelineSnapshot, Run, Status, StepRun
 
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
@@ -44,9 +44,17 @@ def schedule_retries(ready: engine.Ready):
     ready.later.clear()
 
 
-def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web"):
+def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web", parameter_revision=None):
     """Start a run on the queue: its first steps are enqueued once the run is committed."""
-    run, ready = engine.start_run(pipeline_name, params, user=user, source=source)
+    return start(
+        engine.start_run(pipeline_name, params, user=user, source=source, parameter_revision=parameter_revision)
+    )
+
+
+def start(created: tuple) -> Run:
+    """Enqueue the ready steps of a new run (from the engine or app.run_actions) once it is
+    committed."""
+    run, ready = created
     transaction.on_commit(lambda: enqueue(ready))
     return run
 

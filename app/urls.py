@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from app.views import home, pipelines, runs
+from app.views import actions, home, pipelines, runs
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -14,5 +14,9 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run_list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
+    path("runs/<int:run_id>/cancel/", actions.cancel, name="run_cancel"),
+    path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
+    path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
+    path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),
     path("admin/", admin.site.urls),
 ]

@@ -19,6 +19,14 @@ fanout = pipeline(
 )
 
 
+def pause(ctx):
+    """Wait ctx.params.pause seconds, stopping at once if the run is cancelled."""
+    deadline = time.monotonic() + ctx.params.pause
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
 @fanout.step()
 def load(ctx):
     """Generate the input rows (a deterministic pseudo-random sequence)."""
@@ -33,14 +41,14 @@ def load(ctx):
 @fanout.step(after=[load])
 def total(ctx, load):
     """Sum of all rows."""
-    time.sleep(ctx.params.pause)
+    pause(ctx)
     return sum(load)
 
 
 @fanout.step(after=[load])
 def mean(ctx, load):
     """Arithmetic mean of the rows."""
-    time.sleep(ctx.params.pause)
+    pause(ctx)
     result = statistics.fmean(load)
     ctx.log_metric("mean", result)
     return result
@@ -49,7 +57,7 @@ def mean(ctx, load):
 @fanout.step(after=[load])
 def spread(ctx, load):
     """Standard deviation of the rows."""
-    time.sleep(ctx.params.pause)
+    pause(ctx)
     result = statistics.pstdev(load)
     ctx.log_metric("stdev", result)
     return result

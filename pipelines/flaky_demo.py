@@ -5,6 +5,9 @@ from app.registry import Params, param, pipeline
 
 class FlakyParams(Params):
     fail: bool = param(True, help="Make the validate step fail (set false for a clean run)")
+    transient_failures: int = param(
+        0, ge=0, le=2, help="How many times extract fails before it works (it has 2 retries, 0.5 s apart, doubling)"
+    )
 
 
 flaky = pipeline(
@@ -14,9 +17,11 @@ flaky = pipeline(
 )
 
 
-@flaky.step()
+@flaky.step(retries=2, retry_delay=0.5, backoff=2)
 def extract(ctx):
-    """Read the records to check."""
+    """Read the records to check (retried twice if the source is briefly unavailable)."""
+    if ctx.attempt <= ctx.params.transient_failures:
+        raise ConnectionError(f"the source did not answer (attempt {ctx.attempt})")
     records = [{"id": i, "amount": i * 10} for i in range(5)] + [{"id": 5, "amount": -3}]
     ctx.logger.info("extracted %d records", len(records))
     return records

@@ -15,6 +15,8 @@ from django.db import connection
 from huey.contrib.djhuey import HUEY
 from playwright.sync_api import sync_playwright
 
+from app.registry import pipeline, registry
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 CHROMIUM = "/usr/bin/chromium"
@@ -73,6 +75,15 @@ def operator_client(client, operator):
 def stakeholder_client(client, stakeholder):
     client.force_login(stakeholder)
     return client
+
+
+@pytest.fixture
+def define():
+    """Define test pipelines in the global registry for one test, then rediscover the examples."""
+    try:
+        yield pipeline
+    finally:
+        registry.discover(settings.PIPELINES_PACKAGE)
 
 
 @pytest.fixture

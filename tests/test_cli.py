@@ -47,7 +47,7 @@ def test_it_queues_a_run_for_the_worker_by_default(django_capture_on_commit_call
     run = Run.objects.get()
     extract = StepRun.objects.get(run=run, step_name="extract")
     assert (out, err) == (f"{run.pk}\n", "")
-    assert (run.status, run.params) == (Status.QUEUED, {"fail": False})
+    assert (run.status, run.params) == (Status.QUEUED, {"fail": False, "transient_failures": 0})
     assert [task.args for task in empty_queue.pending()] == [(extract.pk,)]
 
 

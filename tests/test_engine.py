@@ -8,11 +8,10 @@ import sys
 import threading
 
 import pytest
-from django.conf import settings
 
 from app import artifacts, engine
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
-from app.registry import ParamError, Params, param, pipeline, registry
+from app.registry import ParamError, Params, param, registry
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +30,6 @@ def id_of(run, step_name):
 
 def output_of(step_run):
     return artifacts.load_output(step_run.output_path)
-
-
-@pytest.fixture
-def define():
-    """Define test pipelines in the global registry for one test, then rediscover the examples."""
-    try:
-        yield pipeline
-    finally:
-        registry.discover(settings.PIPELINES_PACKAGE)
 
 
 # --- starting a run ----------------------------------------------------------------------------

@@ -375,7 +375,7 @@ def test_it_says_the_run_started(operator_client):
     run = Run.objects.get()
     assert response.redirect_chain == [(f"/runs/{run.pk}/", 302)]
     assert f"Run #{run.pk} of flaky_demo started." in text(response)
-    assert run.params == {"fail": False}
+    assert run.params == {"fail": False, "transient_failures": 0}
 
 
 def test_it_uses_the_defaults_for_absent_parameters(operator_client):

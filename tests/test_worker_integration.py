@@ -49,3 +49,41 @@ def test_it_records_a_failure_and_skips_what_depends_on_it(worker, operator_clie
     assert steps["archive"].status == Status.SUCCEEDED
     page = operator_client.get(f"/runs/{run.pk}/")
     assert b"1 record(s) have a negative amount" in page.content
+
+
+def test_it_retries_a_step_on_the_worker_until_it_works(worker, operator_client):
+    operator_client.post("/pipelines/flaky_demo/run/", {"fail": "false", "transient_failures": "2"})
+
+    run = wait_for(lambda: finished_run(Run.objects.get().pk), timeout=60, message="the run to finish")
+    extract = run.step_runs.get(step_name="extract")
+    assert (run.status, extract.status, extract.attempt) == (Status.SUCCEEDED, Status.SUCCEEDED, 3)
+    attempts = list(extract.attempts.all())
+    assert [a.error for a in attempts] == [
+        "ConnectionError: the source did not answer (attempt 1)",
+        "ConnectionError: the source did not answer (attempt 2)",
+    ]
+    # 0.5 s before the first retry, 1 s (backoff 2) before the second
+    assert (attempts[1].started_at - attempts[0].finished_at).total_seconds() >= 0.5
+    assert (extract.started_at - attempts[1].finished_at).total_seconds() >= 1.0
+    page = operator_client.get(f"/runs/{run.pk}/steps/extract/").content.decode()
+    assert "Earlier attempts" in page and "the source did not answer (attempt 2)" in page
+
+
+def test_it_cancels_a_running_run_on_the_worker(worker, operator_client, operator):
+    operator_client.post("/pipelines/fanout_demo/run/", {"rows": "100", "pause": "60"})
+    run = Run.objects.get()
+    wait_for(lambda: run.step_runs.filter(status=Status.RUNNING).count() == 3, message="the summaries to run")
+
+    operator_client.post(f"/runs/{run.pk}/cancel/")
+
+    run = wait_for(lambda: finished_run(run.pk), timeout=20, message="the cancelled run to finish")
+    statuses = dict(run.step_runs.values_list("step_name", "status"))
+    assert (run.status, run.cancelled_by) == (Status.CANCELLED, operator)
+    assert statuses == {
+        "load": Status.SUCCEEDED,
+        "total": Status.CANCELLED,
+        "mean": Status.CANCELLED,
+        "spread": Status.CANCELLED,
+        "report": Status.CANCELLED,
+    }
+    assert run.step_runs.get(step_name="report").attempt == 0  # never started

@@ -18,7 +18,7 @@ STOP_POLLING = 286  # htmx cancels a polling trigger on this status
 
 def get_run_or_404(run_id):
     try:
-        return Run.objects.select_related("snapshot", "triggered_by").get(pk=run_id)
+        return Run.objects.select_related("snapshot", "triggered_by", "cancelled_by").get(pk=run_id)
     except Run.DoesNotExist:
         raise Http404(f"There is no run #{run_id}.") from None
 
@@ -120,6 +120,7 @@ def run_step(request, run_id, step):
         "step_run": step_run,
         "info": graph_steps.get(step, {}),
         "metrics": step_run.metrics.all(),
+        "attempts": step_run.attempts.all(),
         "polling": step_run.status in UNFINISHED,
     }
     return _respond(request, "runs/step.html", context, context["polling"])
