@@ -288,7 +288,7 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready
                 # A cancelled run has no pending steps left, so nothing is queued for it.
                 ready = engine_sql.queue_pending(run_id, candidates, now)
         if finished >= total:
-            close_run(run_id, now)
+            engine_sql.close_run(run_id, now)
     return Ready(ready)
 
 
@@ -322,9 +322,7 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
         skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
             status=Status.UPSTREAM_FAILED, finished_at=now
         )
-        finished, total = engine_sql.count_finished(run_id, 1 + skipped)
-        if finished >= total:
-            close_run(run_id, now)
+        engine_sql.finish_steps(run_id, 1 + skipped, now)
     return Ready()
 
 
@@ -336,23 +334,8 @@ def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:
         )
         if not updated:
             return Ready()
-        finished, total = engine_sql.count_finished(step_run.run_id, 1)
-        if finished >= total:
-            close_run(step_run.run_id, now)
+        engine_sql.finish_steps(step_run.run_id, 1, now)
     return Ready()
-
-
-def close_run(run_id: int, now):
-    """All steps have finished: the run is cancelled if an operator asked for it, failed if
-    any step failed or was skipped for it, else succeeded."""
-    run = Run.objects.only("cancel_requested_at").get(pk=run_id)
-    if run.cancel_requested_at:
-        status = Status.CANCELLED
-    elif StepRun.objects.filter(run_id=run_id, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]).exists():
-        status = Status.FAILED
-    else:
-        status = Status.SUCCEEDED
-    Run.objects.filter(pk=run_id).update(status=status, finished_at=now)
 
 
 def run_inline(run: Run, ready_ids: list[int]) -> Run:

@@ -93,3 +93,23 @@ def queue_pending(run_id: int, step_names, now) -> list[int]:
             [Status.QUEUED, _when(now), run_id, Status.PENDING, *names],
         )
         return sorted(row[0] for row in cursor.fetchall())
+
+
+def finish_steps(run_id: int, count: int, now):
+    """Count `count` more finished steps; close the run when that was the last of them."""
+    finished, total = count_finished(run_id, count)
+    if finished >= total:
+        close_run(run_id, now)
+
+
+def close_run(run_id: int, now):
+    """All steps have finished: the run is cancelled if an operator asked for it, failed if
+    any step failed or was skipped for it, else succeeded."""
+    run = Run.objects.only("cancel_requested_at").get(pk=run_id)
+    if run.cancel_requested_at:
+        status = Status.CANCELLED
+    elif StepRun.objects.filter(run_id=run_id, status__in=[Status.FAILED, Status.UPSTREAM_FAILED]).exists():
+        status = Status.FAILED
+    else:
+        status = Status.SUCCEEDED
+    Run.objects.filter(pk=run_id).update(status=status, finished_at=now)

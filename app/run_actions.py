@@ -7,7 +7,7 @@ and the caller (app.tasks) enqueues them once the transaction has committed.
 from django.db import transaction
 from django.utils import timezone
 
-from app import engine
+from app import engine, engine_sql
 from app import graph as dag
 from app.models import FINISHED, UNFINISHED, Run, Status, StepRun
 from app.registry import registry
@@ -37,9 +37,7 @@ def cancel(run: Run, user) -> Run:
         stopped = StepRun.objects.filter(
             run=run, status__in=[Status.PENDING, Status.QUEUED, Status.RETRYING]
         ).update(status=Status.CANCELLED, finished_at=now, error="not started: the run was cancelled")
-        finished, total = engine.engine_sql.count_finished(run.pk, stopped)
-        if finished >= total:
-            engine.close_run(run.pk, now)
+        engine_sql.finish_steps(run.pk, stopped, now)
     run.refresh_from_db()
     return run
 

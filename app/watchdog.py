@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from app import engine_sql
 from app.models import Status, StepAttempt, StepRun
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,17 @@ def rescue_lost_steps() -> list[int]:
     cutoff = now - datetime.timedelta(seconds=settings.STEP_LOST_AFTER_SECONDS)
     rescued = []
     lost = StepRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
-    for step_run in lost.only("pk", "heartbeat_at", "worker", "attempt", "started_at", "log"):
-        error = f"worker {step_run.worker} stopped responding; the step was queued again"
+    fields = ("pk", "run_id", "heartbeat_at", "worker", "attempt", "started_at", "log", "run__cancel_requested_at")
+    for step_run in lost.select_related("run").only(*fields):
+        this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, heartbeat_at=step_run.heartbeat_at)
         with transaction.atomic():
-            updated = StepRun.objects.filter(
-                pk=step_run.pk, status=Status.RUNNING, heartbeat_at=step_run.heartbeat_at
-            ).update(status=Status.QUEUED, queued_at=now, log="", error=error)
-            if not updated:
+            if step_run.run.cancel_requested_at:
+                # The run was being cancelled anyway: the lost step counts as stopped.
+                if this_attempt.update(status=Status.CANCELLED, finished_at=now, error="stopped: its worker died"):
+                    engine_sql.finish_steps(step_run.run_id, 1, now)
+                continue
+            error = f"worker {step_run.worker} stopped responding; the step was queued again"
+            if not this_attempt.update(status=Status.QUEUED, queued_at=now, log="", error=error):
                 continue
             StepAttempt.objects.create(
                 step_run=step_run, number=step_run.attempt, status=Status.FAILED, started_at=step_run.started_at,

@@ -1,9 +1,11 @@
 """Operator actions on runs: retry from failure (with its preview), re-run, cancel."""
 
+import datetime
+
 import pytest
 from django.urls import reverse
 
-from app import artifacts, engine, run_actions
+from app import artifacts, engine, run_actions, watchdog
 from app.models import AuditEvent, Run, Status, StepRun
 from app.registry import registry
 
@@ -261,3 +263,15 @@ def test_it_refuses_the_wrong_method(operator_client, method, name):
     run = finished_run("flaky_demo")
 
     assert getattr(operator_client, method)(reverse(name, args=[run.pk])).status_code == 405
+
+
+def test_it_stops_a_lost_step_of_a_cancelled_run_instead_of_queueing_it(operator):
+    run, ready = engine.start_run("fanout_demo", {})
+    engine.engine_sql.claim(ready[0], run.created_at, "gone:1:t")
+    run_actions.cancel(run, operator)
+    StepRun.objects.filter(pk=ready[0]).update(heartbeat_at=run.created_at - datetime.timedelta(hours=1))
+
+    assert watchdog.rescue_lost_steps() == []
+
+    run.refresh_from_db()
+    assert (run.status, StepRun.objects.get(pk=ready[0]).status) == (Status.CANCELLED, Status.CANCELLED)
