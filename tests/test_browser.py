@@ -45,3 +45,24 @@ def test_it_shows_a_run_reaching_100_percent_without_reloading(live_server, work
     page.click("svg.dag #step-report a")
     page.wait_for_url(f"{live_server.url}/runs/{run.pk}/steps/report/")
     assert "Merge the three summaries" in page.inner_text("main")
+
+
+def test_it_cancels_a_run_after_the_operator_confirms(live_server, worker, operator, page):
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", operator.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/pipelines/fanout_demo/")
+    page.fill("#id_pause", "60")
+    page.click("text=Run fanout_demo")
+    page.wait_for_url(f"{live_server.url}/runs/*/")
+    page.locator("svg.dag #step-total.st-running").wait_for(timeout=60_000)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Cancel run")
+
+    page.locator("#run-status", has_text="cancelled").wait_for(timeout=30_000)
+    assert "st-cancelled" in page.locator("svg.dag #step-report").get_attribute("class")
+    assert f"by {operator.username}" in page.inner_text("main")
+    assert Run.objects.get().status == "cancelled"
+    page.screenshot(path=SCREENSHOTS / "run-cancelled.png", full_page=True)

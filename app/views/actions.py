@@ -22,11 +22,12 @@ def cancel(request, run_id):
             audit.record(request.user, AuditAction.CANCEL, run)
     except run_actions.ActionRefused as exc:
         messages.error(request, str(exc))
-    else:
-        if run.is_finished:
-            messages.success(request, f"Run #{run.pk} is cancelled.")
-        else:
-            messages.success(request, f"Run #{run.pk} is being cancelled: no new step will start.")
+        return redirect(run)
+    # From htmx only the live part of the run page is swapped in, and it shows the
+    # cancellation itself; a flash message would surface later on another page.
+    if not request.htmx:
+        state = "is cancelled" if run.is_finished else "is being cancelled: no new step will start"
+        messages.success(request, f"Run #{run.pk} {state}.")
     return redirect(run)
 
 
