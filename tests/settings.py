@@ -1,9 +1,14 @@
 """Test settings: the real settings on a throwaway DATA_DIR (real SQLite files)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="mlops-test-"))
+if "DATA_DIR" not in os.environ:
+    # A throwaway directory per test session (worker processes get it passed explicitly).
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="mlops-test-")
+    atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ["HUEY_IMMEDIATE"] = "false"
 # Playwright's sync API runs an event loop in the test thread; the ORM calls next to it are
