@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from app.models import Metric, PipelineSnapshot, Run, StepRun
+from app.models import AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run, StepAttempt, StepRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -11,6 +11,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class StepAttemptInline(admin.TabularInline):
+    model = StepAttempt
+    fields = ["number", "status", "started_at", "finished_at", "worker", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
 
 
 class StepRunInline(admin.TabularInline):
@@ -36,6 +45,7 @@ class StepRunAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     search_fields = ["step_name", "=run__id"]
     list_select_related = ["run"]
+    inlines = [StepAttemptInline]
 
 
 @admin.register(PipelineSnapshot)
@@ -49,3 +59,45 @@ class MetricAdmin(ReadOnlyAdmin):
     list_display = ["run", "name", "value", "logged_at"]
     search_fields = ["name", "=run__id"]
     list_select_related = ["run"]
+
+
+@admin.register(StepAttempt)
+class StepAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["step_run", "number", "status", "started_at", "finished_at", "error"]
+    list_filter = ["status"]
+    list_select_related = ["step_run"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail can be read here, never written or deleted."""
+
+    list_display = ["at", "username", "action", "target_label", "pipeline_name"]
+    list_filter = ["action", "pipeline_name"]
+    search_fields = ["username", "target_label"]
+    date_hierarchy = "at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RevisionInline(admin.TabularInline):
+    model = ParameterSetRevision
+    fields = ["number", "values", "note", "created_by", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(ParameterSet)
+class ParameterSetAdmin(ReadOnlyAdmin):
+    list_display = ["pipeline_name", "name", "is_default", "archived_at", "created_at"]
+    list_filter = ["pipeline_name", "is_default"]
+    search_fields = ["name", "pipeline_name"]
+    inlines = [RevisionInline]
+
+
+@admin.register(ParameterSetRevision)
+class ParameterSetRevisionAdmin(ReadOnlyAdmin):
+    list_display = ["parameter_set", "number", "created_by", "created_at"]
+    list_select_related = ["parameter_set", "created_by"]

@@ -4,7 +4,7 @@ import datetime
 
 from django import forms
 
-from app.models import PipelineSnapshot, Status
+from app.models import AuditAction, AuditEvent, PipelineSnapshot, Status
 from app.registry import ParamError, registry
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
@@ -69,3 +69,40 @@ class RunFilterForm(forms.Form):
         # Pipelines that ran once stay filterable after their code is removed or broken.
         names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True))
         self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in sorted(names)]
+
+
+class AuditFilterForm(forms.Form):
+    user = forms.ChoiceField(required=False)
+    action = forms.ChoiceField(required=False, choices=[("", "any action")] + list(AuditAction.choices))
+    pipeline = forms.ChoiceField(required=False)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        events = AuditEvent.objects.order_by()
+        users = sorted(set(events.exclude(username="").values_list("username", flat=True)))
+        pipelines = sorted(set(events.exclude(pipeline_name="").values_list("pipeline_name", flat=True)))
+        self.fields["user"].choices = [("", "anyone")] + [(u, u) for u in users]
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(p, p) for p in pipelines]
+
+    def clean(self):
+        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "“To” is before “From”.")
+        return self.cleaned_data
+
+    def filter(self, events):
+        """The events matching the valid filters (the caller shows errors of the others)."""
+        data = self.cleaned_data
+        if data.get("user"):
+            events = events.filter(username=data["user"])
+        if data.get("action"):
+            events = events.filter(action=data["action"])
+        if data.get("pipeline"):
+            events = events.filter(pipeline_name=data["pipeline"])
+        if data.get("since"):
+            events = events.filter(at__date__gte=data["since"])
+        if data.get("until"):
+            events = events.filter(at__date__lte=data["until"])
+        return events

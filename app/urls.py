@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from app.views import actions, home, pipelines, runs
+from app.views import actions, audit, home, pipelines, runs
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -18,5 +18,6 @@ urlpatterns = [
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
     path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),
+    path("audit/", audit.audit_list, name="audit_list"),
     path("admin/", admin.site.urls),
 ]
