@@ -15,7 +15,7 @@ from huey.contrib.djhuey import HUEY
 
 from app import engine
 from app.access import POLICY_ATTR
-from app.models import Run, Status, StepRun
+from app.models import AuditEvent, Run, Status, StepRun
 from app.registry import pipeline, registry
 
 pytestmark = pytest.mark.django_db
@@ -367,6 +367,21 @@ def test_it_enqueues_nothing_before_the_run_is_committed(operator_client, empty_
     assert response.status_code == 302
     assert Run.objects.count() == 1
     assert empty_queue.pending_count() == 0
+
+
+def test_it_records_who_started_a_run_with_which_parameters(operator_client, operator):
+    operator_client.post("/pipelines/fanout_demo/run/", {"rows": "20"})
+
+    run = Run.objects.get()
+    event = AuditEvent.objects.get()
+    assert (event.user, event.action, event.target_id) == (operator, "trigger", str(run.pk))
+    assert event.details == {"params": {"rows": 20, "seed": 7, "pause": 0.0}}
+
+
+def test_it_records_nothing_for_a_refused_trigger(operator_client):
+    operator_client.post("/pipelines/fanout_demo/run/", {"rows": "many"})
+
+    assert not AuditEvent.objects.exists()
 
 
 def test_it_says_the_run_started(operator_client):

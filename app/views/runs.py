@@ -1,15 +1,16 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from app import dag_svg, tasks
+from app import audit, dag_svg, tasks
 from app.access import operator_required
 from app.forms import ParamsForm, RunFilterForm
-from app.models import UNFINISHED, Metric, Run, StepRun
+from app.models import UNFINISHED, AuditAction, Metric, Run, StepRun
 from app.views.pipelines import conceptual_dag, get_pipeline_or_404
 
 RUNS_PER_PAGE = 25
@@ -48,7 +49,9 @@ def trigger(request, name):
             "recent": Run.objects.filter(pipeline_name=pipe.name)[:10],
         }
         return render(request, "pipelines/detail.html", context, status=422)
-    run = tasks.trigger(pipe.name, form.cleaned_data["params"], user=request.user, source="web")
+    with transaction.atomic():
+        run = tasks.trigger(pipe.name, form.cleaned_data["params"], user=request.user, source="web")
+        audit.record(request.user, AuditAction.TRIGGER, run, details={"params": run.params})
     messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
     return redirect(run)
 
