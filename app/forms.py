@@ -4,7 +4,7 @@ import datetime
 
 from django import forms
 
-from app.models import AuditAction, AuditEvent, PipelineSnapshot, Status
+from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, Status
 from app.registry import ParamError, registry
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
@@ -44,6 +44,11 @@ class ParamsForm(forms.Form):
         super().__init__(*args, **kwargs)
         for spec in pipe.param_specs:
             self.fields[spec.name] = field_for(spec)
+
+    @staticmethod
+    def initial_from(values: dict) -> dict:
+        """Form initial data from stored parameter values (booleans as the radio's choices)."""
+        return {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in values.items()}
 
     def clean(self):
         raw = {}
@@ -106,3 +111,27 @@ class AuditFilterForm(forms.Form):
         if data.get("until"):
             events = events.filter(at__date__lte=data["until"])
         return events
+
+
+class ParameterSetForm(ParamsForm):
+    """A parameter set's values (checked against the declaration), with a name when the set
+    is new and a note for the revision."""
+
+    def __init__(self, pipe, *args, with_name=False, **kwargs):
+        super().__init__(pipe, *args, **kwargs)
+        if with_name:
+            self.fields["name"] = forms.CharField(max_length=100, help_text="Unique within this pipeline")
+            self.order_fields(["name"])
+        self.fields["note"] = forms.CharField(max_length=200, required=False, help_text="Why this change (optional)")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A name is required.")
+        if ParameterSet.objects.filter(pipeline_name=self.pipe.name, name=name).exists():
+            raise forms.ValidationError(f"{self.pipe.name} already has a parameter set named “{name}”.")
+        return name
+
+
+class CopySetForm(forms.Form):
+    name = forms.CharField(max_length=100, label="New name")

@@ -53,10 +53,14 @@ class ParamSpec:
             if self.optional:
                 return None
             raise ValueError("a value is required")
-        result = _coerce_type(self.type, value)
-        if self.choices is not None and result not in self.choices:
+        if self.choices is not None:
+            # Matched by its text too, so "2" from a form picks the choice 2.
+            for choice in self.choices:
+                if value == choice and type(value) is type(choice) or str(value) == str(choice):
+                    return choice
             options = ", ".join(repr(c) for c in self.choices)
             raise ValueError(f"{value!r} is not one of {options}")
+        result = _coerce_type(self.type, value)
         if self.ge is not None and result < self.ge:
             raise ValueError(f"{result!r} is below the minimum {self.ge!r}")
         if self.le is not None and result > self.le:

@@ -1,12 +1,13 @@
+from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from app import dag_svg, engine, tasks
-from app.access import any_role
+from app import dag_svg, engine, paramsets, tasks
+from app.access import any_role, is_operator
 from app.forms import ParamsForm
-from app.models import Run
+from app.models import ParameterSet, Run
 from app.registry import registry
 
 
@@ -58,23 +59,52 @@ def _latest_run_ids(names):
     return ids
 
 
+def run_form(request, pipe):
+    """The run form, pre-filled from `?set=<id>` or `?from_run=<id>`, else the defaults;
+    returns (form, the parameter set it came from or None)."""
+    source_set, initial = None, {}
+    set_id, run_id = request.GET.get("set", ""), request.GET.get("from_run", "")
+    if set_id:
+        source_set = ParameterSet.objects.filter(
+            pk=int(set_id) if set_id.isdigit() else None, pipeline_name=pipe.name, archived_at=None
+        ).first()
+        if source_set is None:
+            messages.error(request, f"{pipe.name} has no active parameter set #{set_id}; showing the defaults.")
+        else:
+            initial = ParamsForm.initial_from(source_set.latest.values)
+    elif run_id:
+        run = Run.objects.filter(pk=int(run_id) if run_id.isdigit() else None, pipeline_name=pipe.name).first()
+        if run is None:
+            messages.error(request, f"{pipe.name} has no run #{run_id}; showing the defaults.")
+        else:
+            initial = ParamsForm.initial_from(run.params)
+    return ParamsForm(pipe, initial=initial), source_set
+
+
+def detail_context(pipe, form, source_set=None):
+    """What the pipeline page shows (also when the run form comes back with errors)."""
+    sets = list(ParameterSet.objects.filter(pipeline_name=pipe.name, archived_at=None))
+    default_set = next((s for s in sets if s.is_default), None)
+    return {
+        "pipe": pipe,
+        "params": pipe.param_specs,
+        "form": form,
+        "sets": sets,
+        "source_set": source_set,
+        "default_set": default_set,
+        "default_problems": paramsets.problems(default_set) if default_set else {},
+        "steps": pipe.snapshot()["steps"],
+        "dag": conceptual_dag(pipe),
+        "recent": Run.objects.filter(pipeline_name=pipe.name).select_related("triggered_by")[:10],
+    }
+
+
 @require_GET
 @any_role
 def pipeline_detail(request, name):
     pipe = get_pipeline_or_404(name)
-    recent = Run.objects.filter(pipeline_name=pipe.name).select_related("triggered_by")[:10]
-    return render(
-        request,
-        "pipelines/detail.html",
-        {
-            "pipe": pipe,
-            "params": pipe.param_specs,
-            "form": ParamsForm(pipe),
-            "steps": pipe.snapshot()["steps"],
-            "dag": conceptual_dag(pipe),
-            "recent": recent,
-        },
-    )
+    form, source_set = run_form(request, pipe) if is_operator(request.user) else (None, None)
+    return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set))
 
 
 @require_GET
