@@ -134,4 +134,6 @@ class ParameterSetForm(ParamsForm):
 
 
 class CopySetForm(forms.Form):
-    name = forms.CharField(max_length=100, label="New name")
+    name = forms.CharField(
+        max_length=100, label="New name", widget=forms.TextInput(attrs={"placeholder": "name of the copy"})
+    )
