@@ -36,6 +36,13 @@ def field_for(spec) -> forms.Field:
     return forms.CharField(**common)
 
 
+def field_with_marks(spec) -> forms.Field:
+    field = field_for(spec)
+    if spec.required:
+        field.widget.attrs["required"] = True  # the browser asks before posting, too
+    return field
+
+
 class ParamsForm(forms.Form):
     """The run form of one pipeline: one field per declared parameter."""
 
@@ -43,7 +50,7 @@ class ParamsForm(forms.Form):
         self.pipe = pipe
         super().__init__(*args, **kwargs)
         for spec in pipe.param_specs:
-            self.fields[spec.name] = field_for(spec)
+            self.fields[spec.name] = field_with_marks(spec)
 
     @staticmethod
     def initial_from(values: dict) -> dict:

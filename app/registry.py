@@ -116,6 +116,10 @@ class Pipeline:
             names = list(signature.parameters)
             if not names:
                 self.problems.append(f"step {step_name!r}: its function must take the run context as first argument")
+            if not isinstance(step_name, str) or not step_name.isidentifier():
+                self.problems.append(
+                    f"step {step_name!r}: its name must be a Python identifier (use a def, or pass name=)"
+                )
             if step_name in self.steps:
                 self.problems.append(f"step {step_name!r} is defined twice")
             if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:

@@ -191,7 +191,7 @@ def changed_code(define, operator):
         size: int = param(3, ge=1)
 
     before = define("t_ps", params=Before)
-    before.step()(lambda ctx: None)
+    before.step(name="only")(lambda ctx: None)
     pset = make_set(operator, "small", {"size": 3}, pipeline="t_ps")
 
     from app.registry import registry
@@ -203,7 +203,7 @@ def changed_code(define, operator):
 
     registry.defined.remove(before)
     after = define("t_ps", params=After)
-    after.step()(lambda ctx: None)
+    after.step(name="only")(lambda ctx: None)
     return pset
 
 
@@ -277,3 +277,56 @@ def test_it_forbids_stakeholders_and_changes_nothing(stakeholder_client, operato
 @pytest.mark.parametrize("name", ["paramset_copy", "paramset_archive", "paramset_restore", "paramset_default", "paramset_run"])
 def test_it_refuses_get_on_actions(operator_client, operator, name):
     assert operator_client.get(reverse(name, args=[make_set(operator).pk])).status_code == 405
+
+
+def test_it_records_archive_default_and_copy_in_the_audit_trail(operator_client, operator):
+    pset = make_set(operator)
+
+    operator_client.post(f"/parameter-sets/{pset.pk}/copy/", {"name": "other"})
+    operator_client.post(f"/parameter-sets/{pset.pk}/archive/")
+    operator_client.post(f"/parameter-sets/{pset.pk}/restore/")
+    operator_client.post(f"/parameter-sets/{pset.pk}/default/")
+
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", "target_label"))
+    assert actions == [
+        ("paramset_create", "fanout_demo / nightly"),
+        ("paramset_create", "fanout_demo / other"),
+        ("paramset_archive", "fanout_demo / nightly"),
+        ("paramset_archive", "fanout_demo / nightly"),
+        ("paramset_default", "fanout_demo / nightly"),
+    ]
+    assert [e.details for e in AuditEvent.objects.filter(action="paramset_archive").order_by("id")] == [
+        {"archived": True}, {"archived": False}
+    ]
+
+
+def test_it_generates_the_right_input_for_each_parameter_type(operator_client, define):
+    import datetime
+    from typing import Literal, Optional
+
+    class Every(Params):
+        count: int = param(3, ge=1, le=9, help="How many")
+        ratio: float = param(0.5, ge=0, le=1)
+        flag: bool = True
+        label: str = "x"
+        kind: Literal["a", "b"] = "b"
+        day: datetime.date = param(datetime.date(2026, 1, 2))
+        maybe: Optional[int] = None
+        needed: int = param(help="no default")
+
+    pipe = define("t_every_type", params=Every)
+
+    @pipe.step()
+    def only(ctx):
+        return None
+
+    html = page(operator_client.get("/pipelines/t_every_type/"))
+
+    assert '<input type="number" name="count" value="3" step="1" min="1" max="9"' in html and "How many" in html
+    assert '<input type="number" name="ratio" value="0.5" step="any" min="0.0" max="1.0"' in html
+    assert '<input type="radio" name="flag" value="true" id="id_flag_0" checked>' in html
+    assert '<input type="text" name="label" value="x"' in html
+    assert '<option value="b" selected>b</option>' in html
+    assert '<input type="date" name="day" value="2026-01-02"' in html
+    assert '<input type="number" name="maybe" step="1"' in html
+    assert '<input type="number" name="needed" step="1" required' in html and 'needed <abbr title="required">*</abbr>' in html

@@ -633,3 +633,10 @@ def test_it_snapshots_a_date_parameter_with_date_bounds():
     assert pipe.validate() == []
 
     assert pipe.snapshot()["params"][0]["ge"] == "2024-01-01"
+
+
+def test_it_rejects_a_step_name_that_is_not_an_identifier():
+    pipe = Pipeline(name="t_lambda")
+    pipe.step()(lambda ctx: None)
+
+    assert pipe.validate() == ["step '<lambda>': its name must be a Python identifier (use a def, or pass name=)"]
