@@ -126,6 +126,7 @@ def test_it_runs_with_a_set_and_records_the_revision(operator_client, operator):
     assert response["Location"] == f"/runs/{run.pk}/"
     assert (run.params, run.parameter_revision) == (pset.latest.values, pset.latest)
     assert AuditEvent.objects.filter(action="trigger").get().details["parameter_set"] == "nightly"
+    assert f'From set <a href="/parameter-sets/{pset.pk}/">“nightly”</a> r1' in page(operator_client.get(f"/runs/{run.pk}/"))
 
 
 def test_it_offers_the_default_set_on_the_pipeline_page(operator_client, operator):

@@ -19,7 +19,9 @@ STOP_POLLING = 286  # htmx cancels a polling trigger on this status
 
 def get_run_or_404(run_id):
     try:
-        return Run.objects.select_related("snapshot", "triggered_by", "cancelled_by").get(pk=run_id)
+        return Run.objects.select_related(
+            "snapshot", "triggered_by", "cancelled_by", "parameter_revision__parameter_set"
+        ).get(pk=run_id)
     except Run.DoesNotExist:
         raise Http404(f"There is no run #{run_id}.") from None
 
