@@ -58,6 +58,16 @@ class PipelineSnapshot(models.Model):
         return self.layout_svg
 
 
+class Timed:
+    """For rows with started_at and finished_at."""
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
 class Status(models.TextChoices):
     PENDING = "pending", "waiting"
     QUEUED = "queued", "queued"
@@ -73,7 +83,7 @@ UNFINISHED = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
 
 
-class Run(models.Model):
+class Run(Timed, models.Model):
     snapshot = models.ForeignKey(PipelineSnapshot, on_delete=models.PROTECT, related_name="runs")
     # Denormalised from the snapshot so the run list can filter by pipeline with one index.
     pipeline_name = models.CharField(max_length=100)
@@ -131,14 +141,8 @@ class Run(models.Model):
     def progress_percent(self):
         return round(100 * self.steps_finished / self.steps_total) if self.steps_total else 0
 
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
-
-class StepRun(models.Model):
+class StepRun(Timed, models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_runs")
     step_name = models.CharField(max_length=100)
     position = models.PositiveIntegerField(help_text="Index in the snapshot's topological order")
@@ -173,12 +177,6 @@ class StepRun(models.Model):
     def get_absolute_url(self):
         return reverse("run_step", args=[self.run_id, self.step_name])
 
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
-
 
 class Metric(models.Model):
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="metrics")
@@ -194,7 +192,7 @@ class Metric(models.Model):
         return f"{self.name}={self.value}"
 
 
-class StepAttempt(models.Model):
+class StepAttempt(Timed, models.Model):
     """One try of a step run; a step with retries has several. The step run holds the latest."""
 
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="attempts")
@@ -213,12 +211,6 @@ class StepAttempt(models.Model):
 
     def __str__(self):
         return f"attempt {self.number} of {self.step_run}"
-
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
 
 class ParameterSet(models.Model):

@@ -12,12 +12,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def log_in(page, user):
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+
+
 def test_it_shows_a_run_reaching_100_percent_without_reloading(live_server, worker, operator, page):
     page.goto(f"{live_server.url}/pipelines/fanout_demo/")
     assert "/login/" in page.url  # login first, then back to where the operator was going
-    page.fill("#id_username", operator.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, operator)
     page.wait_for_url(f"{live_server.url}/pipelines/fanout_demo/")
 
     page.fill("#id_rows", "5000")
@@ -49,9 +53,7 @@ def test_it_shows_a_run_reaching_100_percent_without_reloading(live_server, work
 
 def test_it_cancels_a_run_after_the_operator_confirms(live_server, worker, operator, page):
     page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", operator.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, operator)
     page.goto(f"{live_server.url}/pipelines/fanout_demo/")
     page.fill("#id_pause", "60")
     page.click("text=Run fanout_demo")
