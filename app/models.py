@@ -298,3 +298,16 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.username} {self.get_action_display()} {self.target_label}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Last sign of life of each worker process, written by a periodic task (app.tasks)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid")
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self):
+        return self.name

@@ -1,6 +1,8 @@
 """The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
 
 import datetime
+import os
+import socket
 import time
 
 from django.db import transaction
@@ -10,7 +12,7 @@ from huey.exceptions import TaskLockedException
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from app import engine, watchdog
-from app.models import PipelineSnapshot, Run, Status, StepRun
+from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
 
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
@@ -57,6 +59,14 @@ def start(created: tuple) -> Run:
     run, ready = created
     transaction.on_commit(lambda: enqueue(ready))
     return run
+
+
+@db_periodic_task(crontab(minute="*"))
+def worker_heartbeat():
+    """Every minute: record that a worker is alive (the operator home shows it)."""
+    WorkerHeartbeat.objects.update_or_create(
+        name=f"{socket.gethostname()}:{os.getpid()}", defaults={"last_seen": timezone.now()}
+    )
 
 
 @db_periodic_task(crontab(minute="*"))

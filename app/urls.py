@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import path
 
-from app.views import actions, audit, home, paramsets, pipelines, runs
+from app.views import actions, audit, dashboard, home, paramsets, pipelines, results, runs
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("login/", home.login, name="login"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("results/", results.results, name="results"),
+    path("results/<str:name>/", results.pipeline_results, name="pipeline_results"),
     path("logout/", home.logout, name="logout"),
     path("pipelines/", pipelines.pipeline_list, name="pipeline_list"),
     path("pipelines/<str:name>/", pipelines.pipeline_detail, name="pipeline_detail"),

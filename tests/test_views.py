@@ -140,16 +140,16 @@ def test_it_refuses_the_wrong_method(operator_client, method, path):
     assert Run.objects.count() == 1
 
 
-def test_it_sends_an_operator_from_the_start_page_to_the_runs(operator_client):
+def test_it_sends_an_operator_from_the_start_page_to_the_dashboard(operator_client):
     response = operator_client.get("/")
 
-    assert (response.status_code, response["Location"]) == (302, "/runs/")
+    assert (response.status_code, response["Location"]) == (302, "/dashboard/")
 
 
-def test_it_sends_a_stakeholder_from_the_start_page_to_the_pipelines(stakeholder_client):
+def test_it_sends_a_stakeholder_from_the_start_page_to_the_results(stakeholder_client):
     response = stakeholder_client.get("/")
 
-    assert (response.status_code, response["Location"]) == (302, "/pipelines/")
+    assert (response.status_code, response["Location"]) == (302, "/results/")
 
 
 def test_it_lets_an_admin_see_the_runs(client, admin):

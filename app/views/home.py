@@ -8,8 +8,9 @@ from app.access import any_role, is_operator, public
 @require_GET
 @any_role
 def home(request):
-    """Each role lands on its own page: operators on the runs, everyone else on pipelines."""
-    return redirect("run_list" if is_operator(request.user) else "pipeline_list")
+    """Each role lands on its own page: operators on "is anything broken?", everyone else on
+    the results."""
+    return redirect("dashboard" if is_operator(request.user) else "results")
 
 
 login = public(auth_views.LoginView.as_view(redirect_authenticated_user=True))

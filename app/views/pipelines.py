@@ -34,9 +34,7 @@ def conceptual_dag(pipe):
 @any_role
 def pipeline_list(request):
     pipes = list(registry.pipelines().values())
-    latest = {}
-    for run in Run.objects.filter(pk__in=_latest_run_ids([p.name for p in pipes])):
-        latest[run.pipeline_name] = run
+    latest = {run.pipeline_name: run for run in latest_runs([p.name for p in pipes])}
     rows = [{"pipeline": p, "latest": latest.get(p.name), "steps": len(p.steps)} for p in pipes]
     return render(
         request,
@@ -49,14 +47,15 @@ def pipeline_list(request):
     )
 
 
-def _latest_run_ids(names):
+def latest_runs(names) -> list[Run]:
+    """The newest run of each named pipeline that has one."""
     # One indexed lookup per pipeline (run_pipeline_idx); the number of pipelines is small.
     ids = []
     for name in names:
         run_id = Run.objects.filter(pipeline_name=name).order_by("-id").values_list("pk", flat=True).first()
         if run_id:
             ids.append(run_id)
-    return ids
+    return list(Run.objects.filter(pk__in=ids).order_by("pipeline_name"))
 
 
 def run_form(request, pipe):
