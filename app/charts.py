@@ -38,7 +38,9 @@ def bar_chart(points: list[tuple[str, float]], title: str, label_every: int = 5)
             f'<rect class="bar" x="{x:.1f}" y="{PAD_TOP + plot_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}">'
             f"<title>{escape(label)}: {value:g}</title></rect>"
         )
-        if i % label_every == 0 or i == len(points) - 1:
+        last = len(points) - 1
+        # Every label_every-th label, and the last one unless it would collide with those.
+        if (i % label_every == 0 and last - i >= label_every / 2) or i == last:
             parts.append(f'<text class="tick" x="{x + step * 0.35:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
     return _frame("".join(parts), title)
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from huey.contrib.djhuey import HUEY
 
 from app import engine, run_actions, tasks
-from app.models import Run, Status, WorkerHeartbeat
+from app.models import Run, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 
