@@ -96,7 +96,7 @@ def _refusable(action):
 
     view.__name__ = action.__name__
     view.__doc__ = action.__doc__
-    return operator_required(require_POST(view))
+    return require_POST(operator_required(view))
 
 
 @_refusable
