@@ -1,6 +1,11 @@
+from django import forms
 from django.contrib import admin
 
-from app.models import AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run, StepAttempt, StepRun
+from app import paramsets
+from app.models import (
+    AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run, StepAttempt, StepRun, WorkerHeartbeat,
+)
+from app.registry import ParamError, registry
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -89,15 +94,64 @@ class RevisionInline(admin.TabularInline):
     can_delete = False
 
 
+class ParameterSetAdminForm(forms.ModelForm):
+    """Edits the values as JSON; they are checked against the pipeline's declaration and saved
+    as a new revision, exactly like the operator form (app.paramsets)."""
+
+    values = forms.JSONField(help_text="The parameter values, as JSON; saving makes a new revision")
+    note = forms.CharField(max_length=200, required=False, help_text="Why this change (optional)")
+
+    class Meta:
+        model = ParameterSet
+        fields = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.latest:
+            self.fields["values"].initial = self.instance.latest.values
+
+    def clean_values(self):
+        values = self.cleaned_data["values"]
+        pipe = registry.get(self.instance.pipeline_name)
+        if pipe is None:
+            raise forms.ValidationError(f"Pipeline “{self.instance.pipeline_name}” is not available.")
+        if not isinstance(values, dict):
+            raise forms.ValidationError("Give the values as a JSON object, e.g. {\"rows\": 100}.")
+        try:
+            values = pipe.parse_params(values)
+        except ParamError as exc:
+            raise forms.ValidationError([f"{name}: {message}" for name, message in exc.errors.items()]) from None
+        if not any(paramsets.diff(self.instance.latest.values, values).values()):
+            raise forms.ValidationError(f"Nothing changed: revision {self.instance.latest.number} already has these values.")
+        return values
+
+
 @admin.register(ParameterSet)
-class ParameterSetAdmin(ReadOnlyAdmin):
+class ParameterSetAdmin(admin.ModelAdmin):
+    form = ParameterSetAdminForm
     list_display = ["pipeline_name", "name", "is_default", "archived_at", "created_at"]
     list_filter = ["pipeline_name", "is_default"]
     search_fields = ["name", "pipeline_name"]
+    readonly_fields = ["pipeline_name", "name", "is_default", "archived_at", "created_by", "created_at"]
+    fields = readonly_fields + ["values", "note"]
     inlines = [RevisionInline]
+
+    def has_add_permission(self, request):
+        return False  # sets are created from the pipeline's own form, which knows its parameters
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # runs keep pointing at their revisions
+
+    def save_model(self, request, obj, form, change):
+        paramsets.save_revision(obj, form.cleaned_data["values"], request.user, form.cleaned_data["note"])
 
 
 @admin.register(ParameterSetRevision)
 class ParameterSetRevisionAdmin(ReadOnlyAdmin):
     list_display = ["parameter_set", "number", "created_by", "created_at"]
     list_select_related = ["parameter_set", "created_by"]
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "last_seen"]
