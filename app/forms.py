@@ -3,6 +3,7 @@
 import datetime
 
 from django import forms
+from django.utils import timezone
 
 from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, Status
 from app.registry import ParamError, registry
@@ -84,6 +85,9 @@ class RunFilterForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
+    """The audit page's filters. Each one is optional; a bad value in one is reported and
+    ignored while the others still apply (see `filter`)."""
+
     user = forms.ChoiceField(required=False)
     action = forms.ChoiceField(required=False, choices=[("", "any action")] + list(AuditAction.choices))
     pipeline = forms.ChoiceField(required=False)
@@ -92,20 +96,30 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        events = AuditEvent.objects.order_by()
-        users = sorted(set(events.exclude(username="").values_list("username", flat=True)))
-        pipelines = sorted(set(events.exclude(pipeline_name="").values_list("pipeline_name", flat=True)))
-        self.fields["user"].choices = [("", "anyone")] + [(u, u) for u in users]
-        self.fields["pipeline"].choices = [("", "all pipelines")] + [(p, p) for p in pipelines]
+        # Usernames rather than users: an event keeps its username after the user is deleted.
+        users = AuditEvent.objects.exclude(username="").order_by("username").values_list("username", flat=True)
+        pipelines = (
+            AuditEvent.objects.exclude(pipeline_name="").order_by("pipeline_name").values_list("pipeline_name", flat=True)
+        )
+        self.fields["user"].choices = [("", "anyone")] + [(u, u) for u in users.distinct()]
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(p, p) for p in pipelines.distinct()]
+
+    # Far-off dates would overflow when turned into a time range; no event is that old or new.
+    EARLIEST, LATEST = datetime.date(1970, 1, 1), datetime.date(9998, 12, 31)
 
     def clean(self):
+        for name in ("since", "until"):
+            day = self.cleaned_data.get(name)
+            if day and not self.EARLIEST <= day <= self.LATEST:
+                self.add_error(name, f"Enter a date between {self.EARLIEST} and {self.LATEST}.")
         since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
         if since and until and since > until:
             self.add_error("until", "“To” is before “From”.")
         return self.cleaned_data
 
     def filter(self, events):
-        """The events matching the valid filters (the caller shows errors of the others)."""
+        """The events matching the valid filters (the caller shows errors of the others).
+        Dates are whole days in the site's time zone, both ends included."""
         data = self.cleaned_data
         if data.get("user"):
             events = events.filter(username=data["user"])
@@ -114,10 +128,16 @@ class AuditFilterForm(forms.Form):
         if data.get("pipeline"):
             events = events.filter(pipeline_name=data["pipeline"])
         if data.get("since"):
-            events = events.filter(at__date__gte=data["since"])
+            events = events.filter(at__gte=start_of_day(data["since"]))
         if data.get("until"):
-            events = events.filter(at__date__lte=data["until"])
+            events = events.filter(at__lt=start_of_day(data["until"] + datetime.timedelta(days=1)))
         return events
+
+
+def start_of_day(day: datetime.date) -> datetime.datetime:
+    """Midnight at the start of `day` in the current time zone (a range on `at`, not `at__date`,
+    so the database compares plain timestamps)."""
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
 
 
 class ParameterSetForm(ParamsForm):

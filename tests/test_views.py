@@ -193,14 +193,13 @@ def test_it_shows_the_latest_run_of_each_pipeline(operator_client):
     assert page.count("never run") == 2
 
 
-def test_it_shows_pipelines_to_a_stakeholder_without_run_links(stakeholder_client):
+def test_it_shows_pipelines_to_a_stakeholder_without_their_runs(stakeholder_client):
     run = finished_run("flaky_demo")
 
     response = stakeholder_client.get("/pipelines/")
 
-    assert response.status_code == 200
-    assert f"#{run.pk}" in text(response)
-    assert f'href="/runs/{run.pk}/"' not in text(response)
+    assert response.status_code == 200 and "flaky_demo" in text(response)
+    assert f"#{run.pk}" not in text(response) and "failed" not in text(response)
 
 
 def test_it_shows_the_parameter_form_with_defaults_to_an_operator(operator_client):

@@ -34,7 +34,8 @@ def conceptual_dag(pipe):
 @any_role
 def pipeline_list(request):
     pipes = list(registry.pipelines().values())
-    latest = {run.pipeline_name: run for run in latest_runs([p.name for p in pipes])}
+    # Stakeholders see no run states (a failed run is not theirs to see).
+    latest = {run.pipeline_name: run for run in latest_runs([p.name for p in pipes])} if is_operator(request.user) else {}
     rows = [{"pipeline": p, "latest": latest.get(p.name), "steps": len(p.steps)} for p in pipes]
     return render(
         request,
