@@ -1,5 +1,9 @@
+import json
+
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from app import paramsets
 from app.models import (
@@ -77,13 +81,25 @@ class StepAttemptAdmin(ReadOnlyAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail can be read here, never written or deleted."""
 
-    list_display = ["at", "username", "action", "target_label", "pipeline_name"]
+    list_display = ["at", "username", "action", "target", "pipeline_name"]
     list_filter = ["action", "pipeline_name"]
     search_fields = ["username", "target_label"]
     date_hierarchy = "at"
+    fields = ["at", "user", "username", "action", "pipeline_name", "target", "target_type", "target_id", "details_json"]
+    readonly_fields = ["target", "details_json"]
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="target", ordering="target_label")
+    def target(self, event):
+        if event.target_url:
+            return format_html('<a href="{}">{}</a>', event.target_url, event.target_label)
+        return event.target_label or "—"
+
+    @admin.display(description="details")
+    def details_json(self, event):
+        return format_html("<pre>{}</pre>", json.dumps(event.details, indent=2, ensure_ascii=False, default=str))
 
 
 class RevisionInline(admin.TabularInline):
@@ -92,6 +108,10 @@ class RevisionInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
+    show_change_link = True  # the revision's page links to the runs made from it
+
+    def has_add_permission(self, request, obj=None):
+        return False  # a revision is made by saving the set's values
 
 
 class ParameterSetAdminForm(forms.ModelForm):
@@ -150,6 +170,17 @@ class ParameterSetAdmin(admin.ModelAdmin):
 class ParameterSetRevisionAdmin(ReadOnlyAdmin):
     list_display = ["parameter_set", "number", "created_by", "created_at"]
     list_select_related = ["parameter_set", "created_by"]
+    fields = ["parameter_set", "number", "values", "note", "created_by", "created_at", "runs"]
+    readonly_fields = ["runs"]
+
+    @admin.display(description="runs")
+    def runs(self, revision):
+        # A link to the filtered run list rather than an inline: a revision can start thousands of runs.
+        count = revision.runs.count()
+        if not count:
+            return "none yet"
+        url = reverse("admin:app_run_changelist") + f"?parameter_revision__id__exact={revision.pk}"
+        return format_html('<a href="{}">{} run{}</a>', url, count, "" if count == 1 else "s")
 
 
 @admin.register(WorkerHeartbeat)

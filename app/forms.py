@@ -22,10 +22,17 @@ def field_for(spec) -> forms.Field:
             choices = [("", "—")] + choices
         return forms.CharField(widget=forms.Select(choices=choices), **common)
     if spec.type is bool:
-        common["initial"] = None if initial is None else ("true" if initial else "false")
-        return forms.CharField(widget=forms.RadioSelect(choices=BOOL_CHOICES), **common)
+        common["initial"] = "" if initial is None else ("true" if initial else "false")
+        # An optional flag can be left unset again once chosen.
+        choices = BOOL_CHOICES + [("", "not set")] if spec.optional else BOOL_CHOICES
+        return forms.CharField(widget=forms.RadioSelect(choices=choices), **common)
     if spec.type is datetime.date:
-        return forms.CharField(widget=forms.DateInput(attrs={"type": "date"}), **common)
+        attrs = {"type": "date"}
+        if spec.ge is not None:
+            attrs["min"] = spec.ge.isoformat()
+        if spec.le is not None:
+            attrs["max"] = spec.le.isoformat()
+        return forms.CharField(widget=forms.DateInput(attrs=attrs), **common)
     if spec.type in (int, float):
         attrs = {"step": "1" if spec.type is int else "any"}
         if spec.ge is not None:
@@ -68,9 +75,13 @@ class ParamsForm(forms.Form):
         try:
             self.cleaned_data["params"] = self.pipe.parse_params(raw)
         except ParamError as exc:
-            for name, message in exc.errors.items():
-                self.add_error(name if name in self.fields else None, message)
+            self.add_param_errors(exc)
         return self.cleaned_data
+
+    def add_param_errors(self, exc: ParamError):
+        """Show each error of the declaration at its field (or above the form)."""
+        for name, message in exc.errors.items():
+            self.add_error(name if name in self.fields else None, message)
 
 
 class RunFilterForm(forms.Form):

@@ -1,15 +1,15 @@
 """Parameter sets: list, page, create, edit (a new revision), copy, archive, default, run."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app import audit, paramsets, tasks
+from app import paramsets
 from app.access import operator_required
 from app.forms import CopySetForm, ParameterSetForm, ParamsForm
-from app.models import AuditAction, ParameterSet, Run
+from app.models import ParameterSet, Run
+from app.registry import ParamError
 from app.views.pipelines import get_pipeline_or_404
 
 
@@ -38,6 +38,8 @@ def set_create(request, name):
         data = form.cleaned_data
         try:
             new = paramsets.create(pipe.name, data["name"], data["params"], request.user, data["note"])
+        except ParamError as exc:
+            form.add_param_errors(exc)
         except paramsets.SetRefused as exc:
             form.add_error("name", str(exc))
         else:
@@ -72,13 +74,16 @@ def set_edit(request, set_id):
     if request.method == "POST" and form.is_valid():
         try:
             revision = paramsets.save_revision(parameter_set, form.cleaned_data["params"], request.user, form.cleaned_data["note"])
+        except ParamError as exc:
+            form.add_param_errors(exc)
         except paramsets.SetRefused as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Saved revision {revision.number} of “{parameter_set.name}”.")
             return redirect(parameter_set)
     status = 422 if request.method == "POST" else 200
-    return render(request, "paramsets/form.html", {"pipe": pipe, "form": form, "set": parameter_set}, status=status)
+    context = {"pipe": pipe, "form": form, "set": parameter_set, "problems": paramsets.problems(parameter_set)}
+    return render(request, "paramsets/form.html", context, status=status)
 
 
 def _refusable(action):
@@ -129,19 +134,6 @@ def set_make_default(request, parameter_set):
 @_refusable
 def set_run(request, parameter_set):
     """Start a run with the set's latest revision, unless it no longer fits the code."""
-    problems = paramsets.problems(parameter_set)
-    if problems:
-        reasons = "; ".join(f"{k}: {v}" if k else v for k, v in problems.items())
-        raise paramsets.SetRefused(f"“{parameter_set.name}” does not fit the current code ({reasons}); edit it first.")
-    if parameter_set.archived_at:
-        raise paramsets.SetRefused(f"“{parameter_set.name}” is archived; restore it first.")
-    revision = parameter_set.latest
-    with transaction.atomic():
-        run = tasks.trigger(
-            parameter_set.pipeline_name, revision.values, user=request.user, source="web", parameter_revision=revision
-        )
-        audit.record(
-            request.user, AuditAction.TRIGGER, run,
-            details={"params": run.params, "parameter_set": parameter_set.name, "revision": revision.number},
-        )
+    run = paramsets.run(parameter_set, request.user)
+    revision = run.parameter_revision
     return f"Run #{run.pk} of {run.pipeline_name} started with “{parameter_set.name}” r{revision.number}.", run

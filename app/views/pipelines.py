@@ -59,21 +59,29 @@ def latest_runs(names) -> list[Run]:
     return list(Run.objects.filter(pk__in=ids).order_by("pipeline_name"))
 
 
+def number_or_none(text: str) -> int | None:
+    """An id from a query or form value; None for anything else (such as "²", a digit int() rejects)."""
+    return int(text) if text.isascii() and text.isdecimal() else None
+
+
+def active_set(pipe, set_id: str) -> ParameterSet | None:
+    """The pipeline's unarchived parameter set with this id (as text from a form), if any."""
+    return ParameterSet.objects.filter(pk=number_or_none(set_id), pipeline_name=pipe.name, archived_at=None).first()
+
+
 def run_form(request, pipe):
     """The run form, pre-filled from `?set=<id>` or `?from_run=<id>`, else the defaults;
     returns (form, the parameter set it came from or None)."""
     source_set, initial = None, {}
     set_id, run_id = request.GET.get("set", ""), request.GET.get("from_run", "")
     if set_id:
-        source_set = ParameterSet.objects.filter(
-            pk=int(set_id) if set_id.isdigit() else None, pipeline_name=pipe.name, archived_at=None
-        ).first()
+        source_set = active_set(pipe, set_id)
         if source_set is None:
             messages.error(request, f"{pipe.name} has no active parameter set #{set_id}; showing the defaults.")
         else:
             initial = ParamsForm.initial_from(source_set.latest.values)
     elif run_id:
-        run = Run.objects.filter(pk=int(run_id) if run_id.isdigit() else None, pipeline_name=pipe.name).first()
+        run = Run.objects.filter(pk=number_or_none(run_id), pipeline_name=pipe.name).first()
         if run is None:
             messages.error(request, f"{pipe.name} has no run #{run_id}; showing the defaults.")
         else:
@@ -91,6 +99,7 @@ def detail_context(pipe, form, source_set=None):
         "form": form,
         "sets": sets,
         "source_set": source_set,
+        "source_problems": paramsets.problems(source_set) if source_set else {},
         "default_set": default_set,
         "default_problems": paramsets.problems(default_set) if default_set else {},
         "steps": pipe.snapshot()["steps"],

@@ -7,11 +7,11 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from app import audit, dag_svg, paramsets, tasks
+from app import dag_svg, paramsets, tasks
 from app.access import operator_required
 from app.forms import ParamsForm, RunFilterForm
-from app.models import UNFINISHED, AuditAction, Metric, ParameterSet, Run, StepRun
-from app.views.pipelines import detail_context, get_pipeline_or_404
+from app.models import UNFINISHED, Metric, Run, StepRun
+from app.views.pipelines import active_set, detail_context, get_pipeline_or_404
 
 RUNS_PER_PAGE = 25
 STOP_POLLING = 286  # htmx cancels a polling trigger on this status
@@ -41,26 +41,15 @@ def _respond(request, template, context, polling):
 def trigger(request, name):
     pipe = get_pipeline_or_404(name)
     form = ParamsForm(pipe, request.POST)
-    set_id = request.POST.get("from_set", "")
-    source_set = ParameterSet.objects.filter(
-        pk=int(set_id) if set_id.isdigit() else None, pipeline_name=pipe.name, archived_at=None
-    ).first()
+    source_set = active_set(pipe, request.POST.get("from_set", ""))
     if not form.is_valid():
         return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set), status=422)
     params = form.cleaned_data["params"]
     with transaction.atomic():
-        revision = None
-        if source_set is not None:
-            latest = source_set.latest
-            if params == latest.values:
-                revision = latest
-            elif request.POST.get("save_to_set"):
-                revision = paramsets.save_revision(source_set, params, request.user, note="saved from the run form")
-        run = tasks.trigger(pipe.name, params, user=request.user, source="web", parameter_revision=revision)
-        details = {"params": run.params}
-        if revision is not None:
-            details.update(parameter_set=source_set.name, revision=revision.number)
-        audit.record(request.user, AuditAction.TRIGGER, run, details=details)
+        revision = paramsets.revision_for(source_set, params)
+        if revision is None and source_set is not None and request.POST.get("save_to_set"):
+            revision = paramsets.save_revision(source_set, params, request.user, note="saved from the run form")
+        run = paramsets.trigger(pipe.name, params, request.user, revision)
     messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
     return redirect(run)
 
