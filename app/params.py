@@ -62,9 +62,9 @@ class ParamSpec:
             raise ValueError(f"{value!r} is not one of {options}")
         result = _coerce_type(self.type, value)
         if self.ge is not None and result < self.ge:
-            raise ValueError(f"{result!r} is below the minimum {self.ge!r}")
+            raise ValueError(f"{_show(result)} is below the minimum {_show(self.ge)}")
         if self.le is not None and result > self.le:
-            raise ValueError(f"{result!r} is above the maximum {self.le!r}")
+            raise ValueError(f"{_show(result)} is above the maximum {_show(self.le)}")
         return result
 
     def to_json(self, value):
@@ -82,6 +82,11 @@ class ParamSpec:
             "choices": list(self.choices) if self.choices is not None else None,
             "help": self.help,
         }
+
+
+def _show(value) -> str:
+    """A value as a user wrote it: dates as YYYY-MM-DD, everything else as its repr."""
+    return value.isoformat() if isinstance(value, datetime.date) else repr(value)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -349,7 +349,7 @@ BAD_VALUES = [
     ("flag", "maybe", "&#x27;maybe&#x27; is not a boolean (use true or false)"),
     ("count", "10", "10 is above the maximum 9"),
     ("ratio", "-0.5", "-0.5 is below the minimum 0.0"),
-    ("day", "2027-01-01", "datetime.date(2027, 1, 1) is above the maximum datetime.date(2026, 12, 31)"),
+    ("day", "2027-01-01", "2027-01-01 is above the maximum 2026-12-31"),
     ("kind", "c", "&#x27;c&#x27; is not one of &#x27;a&#x27;, &#x27;b&#x27;"),
     ("needed", "", "a value is required"),
 ]
