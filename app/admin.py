@@ -9,7 +9,7 @@ from app import paramsets
 from app.models import (
     AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run, StepAttempt, StepRun, WorkerHeartbeat,
 )
-from app.registry import ParamError, registry
+from app.registry import ParamError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -132,17 +132,15 @@ class ParameterSetAdminForm(forms.ModelForm):
 
     def clean_values(self):
         values = self.cleaned_data["values"]
-        pipe = registry.get(self.instance.pipeline_name)
-        if pipe is None:
-            raise forms.ValidationError(f"Pipeline “{self.instance.pipeline_name}” is not available.")
         if not isinstance(values, dict):
             raise forms.ValidationError("Give the values as a JSON object, e.g. {\"rows\": 100}.")
+        # The same checks as every other save (app.paramsets), reported on this field.
         try:
-            values = pipe.parse_params(values)
+            values, _changes = paramsets.changes_for(self.instance.latest, values)
         except ParamError as exc:
             raise forms.ValidationError([f"{name}: {message}" for name, message in exc.errors.items()]) from None
-        if not any(paramsets.diff(self.instance.latest.values, values).values()):
-            raise forms.ValidationError(f"Nothing changed: revision {self.instance.latest.number} already has these values.")
+        except paramsets.SetRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
         return values
 
 

@@ -84,17 +84,24 @@ def create(pipeline_name: str, name: str, values: dict, user, note="", *, detail
     return parameter_set
 
 
+def changes_for(latest: ParameterSetRevision, values: dict) -> tuple[dict, dict]:
+    """(the values as a new revision after `latest` would store them, their diff from it).
+    Raises ParamError when the declaration rejects them, SetRefused when nothing changed."""
+    values = _parse(latest.parameter_set.pipeline_name, values)
+    changes = diff(latest.values, values)
+    if not any(changes.values()):
+        raise SetRefused(f"Nothing changed: revision {latest.number} already has these values.")
+    return values, changes
+
+
 def save_revision(parameter_set: ParameterSet, values: dict, user, note="") -> ParameterSetRevision:
     """Save `values` as the set's next revision (this is also how a set the code no longer
     accepts is fixed). Raises ParamError when the declaration rejects them, SetRefused when
     they equal the latest revision's."""
-    values = _parse(parameter_set.pipeline_name, values)
     with transaction.atomic():
         # The lock makes concurrent saves take turns for the next revision number.
         latest = ParameterSet.objects.select_for_update().get(pk=parameter_set.pk).latest
-        changes = diff(latest.values, values)
-        if not any(changes.values()):
-            raise SetRefused(f"Nothing changed: revision {latest.number} already has these values.")
+        values, changes = changes_for(latest, values)
         revision = ParameterSetRevision.objects.create(
             parameter_set=parameter_set, number=latest.number + 1, values=values, note=note, created_by=user
         )

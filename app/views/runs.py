@@ -20,7 +20,7 @@ STOP_POLLING = 286  # htmx cancels a polling trigger on this status
 def get_run_or_404(run_id):
     try:
         return Run.objects.select_related(
-            "snapshot", "triggered_by", "cancelled_by", "parameter_revision__parameter_set"
+            "snapshot", "triggered_by", "cancelled_by", "retry_of", "parameter_revision__parameter_set"
         ).get(pk=run_id)
     except Run.DoesNotExist:
         raise Http404(f"There is no run #{run_id}.") from None
