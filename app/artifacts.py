@@ -37,20 +37,32 @@ def step_dir(run_id: int, step_name: str) -> Path:
     return path
 
 
-def save_output(run_id: int, step_name: str, value) -> str:
-    """Persist a step's return value; returns its path relative to the store."""
-    relative = f"runs/{int(run_id)}/{step_name}.pkl"
-    target = resolve(relative)
+def write_atomically(relative_path: str, write) -> Path:
+    """Call `write(temporary_path)` and rename the file into place, so a reader never sees
+    half of it; returns the final path."""
+    target = resolve(relative_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{step_name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        write(tmp)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return target
+
+
+def save_output(run_id: int, step_name: str, value) -> str:
+    """Persist a step's return value; returns its path relative to the store."""
+    relative = f"runs/{int(run_id)}/{step_name}.pkl"
+
+    def write(path):
+        with open(path, "wb") as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    write_atomically(relative, write)
     return relative
 
 

@@ -23,10 +23,10 @@ import traceback as tb
 from django.db import transaction
 from django.utils import timezone
 
-from app import artifacts, capture, engine_sql
+from app import artifacts, capture, engine_sql, model_registry, result_tables
 from app.watchdog import heartbeat
 from app import graph as dag
-from app.models import Metric, PipelineSnapshot, Run, Status, StepAttempt, StepRun
+from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.registry import ParamError, registry
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ class StepContext:
     - `ctx.run_id`, `ctx.step_run_id`, `ctx.attempt`, `ctx.pipeline_name`, `ctx.step_name`
     - `ctx.artifacts_dir`: a directory for extra files this step writes
     - `ctx.cancel_requested` / `ctx.check_cancelled()`: stop early when the run is cancelled
+    - `ctx.register_model(name, obj, metrics={...})`: save a new version of a model
+    - `ctx.log_table(name, rows)` / `ctx.log_confusion_matrix(y_true, y_pred)`: small
+      results shown on the run page (and on the page of a version this step registers)
     """
 
     def __init__(self, step_run: StepRun, params):
@@ -113,6 +116,30 @@ class StepContext:
         if not math.isfinite(number):
             raise ValueError(f"metric {name!r}: value {value!r} is not finite")
         Metric.objects.create(step_run=self._step_run, run_id=self.run_id, name=name, value=number)
+
+    def register_model(self, name: str, obj, metrics: dict | None = None, format: str = "joblib"):
+        """Save `obj` as the next version of model `name` (1, 2, 3 …) with its metrics; the
+        version records this run, step, parameters and pipeline snapshot as its lineage.
+        `format` names how the file is written (app.model_formats; joblib by default).
+        Returns the version number."""
+        return model_registry.register(self._step_run, name, obj, metrics, format).version
+
+    def log_table(self, name: str, rows, columns=None):
+        """Attach a small table (up to 500 rows × 50 columns): rows as dicts, or as lists
+        with `columns` given. Cells are numbers, text or None."""
+        data = result_tables.table_data(rows, columns)
+        self._save_result(name, ResultKind.TABLE, data)
+
+    def log_confusion_matrix(self, y_true, y_pred, labels=None, display_labels=None, name="Confusion matrix"):
+        """Attach a classifier's confusion matrix (true classes as rows), shown as a heat-map.
+        `labels` fixes the classes and their order; `display_labels` names them."""
+        data = result_tables.confusion_data(y_true, y_pred, labels, display_labels)
+        self._save_result(name, ResultKind.CONFUSION, data)
+
+    def _save_result(self, name, kind, data):
+        ResultTable.objects.create(
+            run_id=self.run_id, step_run_id=self.step_run_id, name=result_tables.check_name(name), kind=kind, data=data
+        )
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,6 +8,7 @@ statement is still a conditional update, exactly like the ORM version it replace
 
 from django.db import connection
 
+from app import model_registry
 from app.models import PipelineSnapshot, Run, Status, StepRun
 
 STEP = StepRun._meta.db_table
@@ -113,3 +114,4 @@ def close_run(run_id: int, now):
     else:
         status = Status.SUCCEEDED
     Run.objects.filter(pk=run_id).update(status=status, finished_at=now)
+    model_registry.decide_promotion(run_id, status)

@@ -5,7 +5,8 @@ import datetime
 from django import forms
 from django.utils import timezone
 
-from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, Status
+from app import paramsets
+from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, PromotionRule, Status
 from app.registry import ParamError, registry
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
@@ -175,3 +176,48 @@ class CopySetForm(forms.Form):
     name = forms.CharField(
         max_length=100, label="New name", widget=forms.TextInput(attrs={"placeholder": "name of the copy"})
     )
+
+
+class ReasonForm(forms.Form):
+    """Deploy, redeploy and rollback: the reason goes into the production history."""
+
+    reason = forms.CharField(
+        max_length=200, strip=True, label="Reason",
+        widget=forms.TextInput(attrs={"placeholder": "why, in a few words", "size": 40}),
+        error_messages={"required": "Give a short reason: it goes into the production history."},
+    )
+
+
+class RetrainForm(forms.Form):
+    """Run a model's training pipeline with a parameter set under a promotion rule."""
+
+    parameter_set = forms.ModelChoiceField(
+        queryset=ParameterSet.objects.none(), empty_label=None, label="Parameter set",
+        error_messages={"invalid_choice": "Pick one of the pipeline's parameter sets."},
+    )
+    rule = forms.ChoiceField(choices=PromotionRule.choices, label="Then", initial=PromotionRule.AT_LEAST)
+    metric = forms.ChoiceField(choices=(), required=False, label="Metric")
+
+    def __init__(self, model, metric_names, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        self.fields["parameter_set"].queryset = ParameterSet.objects.filter(
+            pipeline_name=model.pipeline_name, archived_at__isnull=True
+        )
+        self.fields["metric"].choices = [(name, name) for name in metric_names]
+        self.fields["metric"].initial = model.headline_metric
+
+    def clean_parameter_set(self):
+        parameter_set = self.cleaned_data["parameter_set"]
+        found = paramsets.problems(parameter_set)
+        if found:
+            raise forms.ValidationError(
+                f"“{parameter_set.name}” does not fit the current code ({paramsets.describe(found)}); edit it first."
+            )
+        return parameter_set
+
+    def clean(self):
+        data = super().clean()
+        if data.get("rule") in (PromotionRule.AT_LEAST, PromotionRule.AT_MOST) and not data.get("metric"):
+            self.add_error("metric", "Pick the metric the rule compares.")
+        return data

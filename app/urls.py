@@ -1,13 +1,14 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from app.views import actions, audit, dashboard, home, paramsets, pipelines, results, runs
+from app.views import actions, api, audit, dashboard, home, models, paramsets, pipelines, results, runs, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("login/", home.login, name="login"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("results/", results.results, name="results"),
+    path("results/models/<str:name>/", results.model_results, name="results_model"),
     path("results/<str:name>/", results.pipeline_results, name="results_pipeline"),
     path("logout/", home.logout, name="logout"),
     path("pipelines/", pipelines.pipeline_list, name="pipeline_list"),
@@ -30,6 +31,17 @@ urlpatterns = [
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
     path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),
+    path("models/", models.model_list, name="model_list"),
+    path("models/<str:name>/", models.model_detail, name="model_detail"),
+    path("models/<str:name>/rollback/", models.model_rollback, name="model_rollback"),
+    path("models/<str:name>/redeploy/", models.model_redeploy, name="model_redeploy"),
+    path("models/<str:name>/retrain/", models.model_retrain, name="model_retrain"),
+    path("models/<str:name>/versions/<int:number>/", models.model_version, name="model_version"),
+    path("models/<str:name>/versions/<int:number>/deploy/", models.version_deploy, name="version_deploy"),
+    path("tokens/", tokens.token_list, name="token_list"),
+    path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
+    # The API takes the path with or without a trailing slash (clients rarely add one).
+    re_path(r"^api/models/(?P<name>[^/]+)/predict/?$", api.predict, name="api_predict"),
     path("audit/", audit.audit_list, name="audit_list"),
     path("admin/", admin.site.urls),
 ]

@@ -1,10 +1,11 @@
-"""Train a scikit-learn classifier on a dataset bundled with scikit-learn."""
+"""Train a scikit-learn classifier on a dataset bundled with scikit-learn and register it
+as a new version of the model "<dataset>-rf" (iris-rf, wine-rf, breast_cancer-rf)."""
 
 from typing import Literal
 
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 
 from app.registry import Params, param, pipeline
@@ -23,7 +24,8 @@ class TrainParams(Params):
 train = pipeline(
     "train_classifier",
     params=TrainParams,
-    description="Loads a bundled dataset, splits it, fits a random forest and evaluates it on held-out rows.",
+    description="Loads a bundled dataset, splits it, fits a random forest, evaluates it on held-out rows "
+    "and registers it as a new version of the model <dataset>-rf.",
 )
 
 
@@ -65,4 +67,26 @@ def evaluate(ctx, fit, split):
     ctx.log_metric("accuracy", accuracy)
     ctx.log_metric("f1_macro", f1)
     ctx.logger.info("accuracy %.3f, macro F1 %.3f", accuracy, f1)
-    return {"accuracy": accuracy, "f1_macro": f1}
+    return {"accuracy": accuracy, "f1_macro": f1, "predicted": predicted}
+
+
+@train.step(after=[fit, evaluate, split, load])
+def register(ctx, fit, evaluate, split, load):
+    """Register the forest as the next version of <dataset>-rf, with its scores, a
+    per-class report and the confusion matrix on the held-out rows."""
+    classes = load["classes"]
+    truth, predicted = split["y_test"], evaluate["predicted"]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=range(len(classes)), zero_division=0
+    )
+    ctx.log_table("Per-class scores on held-out rows", [
+        {"class": name, "precision": round(float(p), 3), "recall": round(float(r), 3), "f1": round(float(f), 3),
+         "rows": int(n)}
+        for name, p, r, f, n in zip(classes, precision, recall, f1, support)
+    ])
+    ctx.log_confusion_matrix(truth, predicted, labels=list(range(len(classes))), display_labels=classes)
+    version = ctx.register_model(
+        f"{ctx.params.dataset}-rf", fit, metrics={"accuracy": evaluate["accuracy"], "f1_macro": evaluate["f1_macro"]}
+    )
+    ctx.logger.info("registered %s-rf v%d", ctx.params.dataset, version)
+    return version

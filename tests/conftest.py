@@ -15,7 +15,11 @@ from django.db import connection
 from huey.contrib.djhuey import HUEY
 from playwright.sync_api import sync_playwright
 
-from app.registry import pipeline, registry
+from sklearn.dummy import DummyClassifier
+
+from app import engine
+from app.models import ModelVersion
+from app.registry import Params, param, pipeline, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -153,3 +157,38 @@ def page(browser):
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+class ModelDemoParams(Params):
+    model: str = param("demo", help="model name")
+    constant: int = param(1, help="what every prediction is")
+    accuracy: float = param(0.9, help="the metric the version is registered with")
+    fail_after_register: bool = param(False, help="fail the step after registering")
+
+
+@pytest.fixture
+def model_demo(define):
+    """A pipeline `t_model_demo` whose one step registers a model that predicts
+    `constant` for every instance of two features (scikit-learn's DummyClassifier, so any
+    process can load it), with `accuracy` as its metric and a confusion matrix."""
+    pipe = define("t_model_demo", params=ModelDemoParams)
+
+    @pipe.step()
+    def train(ctx):
+        model = DummyClassifier(strategy="constant", constant=ctx.params.constant)
+        model.fit([[0.0, 0.0], [1.0, 1.0]], [ctx.params.constant, ctx.params.constant])
+        ctx.log_confusion_matrix([0, 1, 1, 1], [0, 1, 1, 0], display_labels=["no", "yes"])
+        ctx.register_model(ctx.params.model, model, metrics={"accuracy": ctx.params.accuracy, "loss": 1 - ctx.params.accuracy})
+        if ctx.params.fail_after_register:
+            raise RuntimeError("broke after registering")
+
+    return pipe
+
+
+def train_version(**params) -> ModelVersion:
+    """Run t_model_demo inline; the version it registered."""
+    run = engine.run_inline(*engine.start_run("t_model_demo", params))
+    return ModelVersion.objects.select_related("model").filter(run=run).get()

@@ -1,13 +1,16 @@
-"""Results for stakeholders: successful runs, their metrics and charts, the DAGs. Nothing
-about failed, cancelled or running runs, and no logs, parameters or tracebacks."""
+"""Results for stakeholders: successful runs, their metrics and charts, the deployed
+models, the DAGs. Nothing about failed, cancelled or running runs, and no logs, parameters,
+tracebacks or lineage links into operator pages."""
 
+from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from app import charts
 from app.access import any_role
-from app.models import Metric, Run, Status
+from app.models import Metric, RegisteredModel, Run, Status
 from app.registry import registry
+from app.views.models import results_of
 from app.views.pipelines import conceptual_dag, get_pipeline_or_404
 
 RECENT = 10
@@ -39,7 +42,28 @@ def results(request):
         runs = succeeded_runs(pipe.name, 5)
         names, table = metric_table(runs)
         rows.append({"pipe": pipe, "names": names, "table": table})
-    return render(request, "results/list.html", {"rows": rows})
+    return render(request, "results/list.html", {"rows": rows, "deployed": deployed_models()})
+
+
+def deployed_models(**filters):
+    """Each model with a live version: the version, its metrics (headline first), since when."""
+    deployed = []
+    for model in RegisteredModel.objects.filter(live__isnull=False, **filters).select_related("live__version"):
+        version = model.live.version
+        metrics = sorted(version.metrics.items(), key=lambda item: item[0] != model.headline_metric)
+        deployed.append({"model": model, "version": version, "since": model.live.deployed_at, "metrics": metrics})
+    return deployed
+
+
+@require_GET
+@any_role
+def model_results(request, name):
+    """The deployed version of one model: metrics and result tables, nothing else."""
+    found = deployed_models(name=name)
+    if not found:
+        raise Http404(f"No version of a model named “{name}” is deployed.")
+    deployed = found[0]
+    return render(request, "results/model.html", {**deployed, "tables": results_of(deployed["version"].step_run_id)})
 
 
 @require_GET

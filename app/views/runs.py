@@ -7,10 +7,10 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from app import dag_svg, paramsets, tasks
+from app import dag_svg, paramsets, result_tables, tasks
 from app.access import operator_required
 from app.forms import ParamsForm, RunFilterForm
-from app.models import UNFINISHED, Metric, Run, StepRun
+from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, StepRun
 from app.views.pipelines import active_set, detail_context, get_pipeline_or_404
 
 RUNS_PER_PAGE = 25
@@ -91,6 +91,15 @@ def _live_context(run):
     }
 
 
+def results_context(run):
+    """What a run produced besides outputs: model versions, result tables, a retrain verdict."""
+    return {
+        "model_versions": run.model_versions.select_related("model", "step_run").order_by("id"),
+        "result_tables": result_tables.with_heatmaps(ResultTable.objects.filter(run=run)),
+        "promotion": Promotion.objects.filter(run=run).select_related("model", "candidate", "live_version").first(),
+    }
+
+
 @require_GET
 @operator_required
 def run_detail(request, run_id):
@@ -103,6 +112,7 @@ def run_detail(request, run_id):
         context["logged_steps"] = run.step_runs.exclude(log="", traceback="").only(
             "step_name", "status", "log", "traceback", "error"
         )
+        context.update(results_context(run))
     return _respond(request, "runs/detail.html", context, context["polling"])
 
 

@@ -1,0 +1,105 @@
+"""Small result tables a step attaches to its run, and confusion matrices rendered as a
+table heat-map (no plotting library). Tables logged by the step that registers a model
+version belong to that version too (app.model_registry)."""
+
+import math
+from collections import Counter
+
+MAX_ROWS = 500
+MAX_COLUMNS = 50
+MAX_LABELS = 50
+MAX_TEXT = 200
+
+
+def _cell(value, where):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
+        return value
+    item = getattr(value, "item", None)  # numpy scalars
+    if item is not None:
+        return _cell(item(), where)
+    text = str(value)
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{where}: text longer than {MAX_TEXT} characters")
+    return text
+
+
+def check_name(name) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise ValueError(f"table name {name!r} must be a non-empty string of at most 100 characters")
+    return name.strip()
+
+
+def table_data(rows, columns=None) -> dict:
+    """{"columns": [...], "rows": [[...], ...]} from a list of dicts (columns from their
+    keys, in order of first appearance) or a list of lists with `columns` given."""
+    rows = list(rows)
+    if len(rows) > MAX_ROWS:
+        raise ValueError(f"a result table holds at most {MAX_ROWS} rows; this one has {len(rows)}")
+    if columns is None:
+        if not all(isinstance(row, dict) for row in rows):
+            raise ValueError("give `columns`, or rows as dicts of column name → value")
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        rows = [[row.get(column) for column in columns] for row in rows]
+    columns = [str(column) for column in columns]
+    if not columns or len(columns) > MAX_COLUMNS:
+        raise ValueError(f"a result table needs 1 to {MAX_COLUMNS} columns; this one has {len(columns)}")
+    cells = []
+    for i, row in enumerate(rows):
+        row = list(row.values()) if isinstance(row, dict) else list(row)
+        if len(row) != len(columns):
+            raise ValueError(f"row {i} has {len(row)} values for {len(columns)} columns")
+        cells.append([_cell(value, f"row {i}, column {columns[j]!r}") for j, value in enumerate(row)])
+    return {"columns": columns, "rows": cells}
+
+
+def confusion_data(y_true, y_pred, labels=None, display_labels=None) -> dict:
+    """{"labels": [...], "matrix": [[count, ...], ...]}: rows are true classes, columns the
+    predicted ones, like scikit-learn's confusion_matrix."""
+    truth = [_cell(v, "y_true") for v in y_true]
+    predicted = [_cell(v, "y_pred") for v in y_pred]
+    if len(truth) != len(predicted):
+        raise ValueError(f"y_true has {len(truth)} values but y_pred has {len(predicted)}")
+    if labels is None:
+        labels = sorted(set(truth) | set(predicted), key=lambda v: (str(type(v)), v))
+    else:
+        labels = [_cell(v, "labels") for v in labels]
+    if not labels or len(labels) > MAX_LABELS:
+        raise ValueError(f"a confusion matrix needs 1 to {MAX_LABELS} classes; this one has {len(labels)}")
+    names = list(display_labels) if display_labels is not None else labels
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} display labels for {len(labels)} classes")
+    counts = Counter(zip(truth, predicted))
+    matrix = [[counts[(t, p)] for p in labels] for t in labels]
+    return {"labels": [str(_cell(name, "display_labels")) for name in names], "matrix": matrix}
+
+
+def heatmap(data: dict) -> dict:
+    """The confusion matrix ready for the template: each cell with its count, its share of
+    its true class, and a background strength from that share; per-class recall."""
+    rows = []
+    for label, counts in zip(data["labels"], data["matrix"]):
+        total = sum(counts)
+        cells = []
+        for count in counts:
+            share = count / total if total else 0.0
+            cells.append({"count": count, "share": share, "alpha": f"{0.08 + 0.82 * share:.2f}" if count else "0",
+                          "dark": share > 0.5})
+        rows.append({"label": label, "cells": cells, "total": total})
+    diagonal = sum(data["matrix"][i][i] for i in range(len(data["labels"])))
+    everything = sum(map(sum, data["matrix"]))
+    for i, row in enumerate(rows):
+        row["recall"] = row["cells"][i]["share"] if row["total"] else None
+    return {"labels": data["labels"], "rows": rows, "accuracy": diagonal / everything if everything else None}
+
+
+def with_heatmaps(tables) -> list:
+    """Result table rows as a list, each confusion matrix given its heat-map as `.heat`."""
+    tables = list(tables)
+    for table in tables:
+        if table.kind == "confusion":
+            table.heat = heatmap(table.data)
+    return tables

@@ -1,0 +1,125 @@
+"""Serving predictions from the deployed version of a model.
+
+Each process keeps the model object of the live deployment of each model name. A request
+reads which deployment is live (one indexed query), and loads that version from the
+artifact store only when it is not the one already held. The held entry is one immutable
+tuple swapped in a single assignment, and a request predicts with the entry it looked up,
+so its answer always comes from one version, named in the response. A deploy in any process
+is therefore seen by the next request in every process, without a restart.
+"""
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from app import artifacts, model_formats
+from app.models import ModelVersion, RegisteredModel
+
+MAX_INSTANCES = 10_000
+
+
+class ServingError(Exception):
+    """A request that cannot be answered; `status` is the HTTP status to answer with."""
+
+    status = 400
+
+
+class UnknownModel(ServingError):
+    status = 404
+
+
+class NothingDeployed(ServingError):
+    status = 409
+
+
+class BadInstances(ServingError):
+    status = 400
+
+
+@dataclass(frozen=True)
+class Loaded:
+    deployment_id: int
+    name: str
+    version: int
+    n_features: int | None
+    model: Any
+
+
+_held: dict[str, Loaded] = {}
+_loading = threading.Lock()
+
+
+def load_version(version: ModelVersion):
+    """The model object of a version, read from the artifact store by the version's own
+    record (never from a path a request supplies)."""
+    fmt = model_formats.get_format(version.format)
+    path = artifacts.resolve(version.file_path)
+    if not path.is_file():
+        raise artifacts.ArtifactError(f"the file of {version} is missing from the artifact store")
+    return fmt.load(str(path))
+
+
+def live_model(name: str) -> Loaded:
+    """The live deployment of a model name, loaded once per process per deployment."""
+    row = (
+        RegisteredModel.objects.filter(name=name)
+        .values_list("live_id", "live__version_id")
+        .first()
+    )
+    if row is None:
+        raise UnknownModel(f"there is no model named {name!r}")
+    deployment_id, version_id = row
+    if deployment_id is None:
+        raise NothingDeployed(f"no version of {name!r} is deployed; deploy one on its model page first")
+    held = _held.get(name)
+    # Deployment ids only grow: a newer one held here is what is live now.
+    if held is not None and held.deployment_id >= deployment_id:
+        return held
+    with _loading:
+        held = _held.get(name)
+        if held is not None and held.deployment_id >= deployment_id:
+            return held
+        version = ModelVersion.objects.select_related("model").get(pk=version_id)
+        held = Loaded(deployment_id, name, version.version, version.n_features, load_version(version))
+        _held[name] = held
+    return held
+
+
+def check_instances(payload, n_features: int | None) -> list:
+    """The instances of a request body, or BadInstances naming what is wrong."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadInstances('the body must be a JSON object with "instances": a list of feature lists')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadInstances('"instances" must be a non-empty list of feature lists')
+    if len(instances) > MAX_INSTANCES:
+        raise BadInstances(f'"instances" has {len(instances)} rows; at most {MAX_INSTANCES} per request')
+    for i, row in enumerate(instances):
+        if not isinstance(row, list):
+            raise BadInstances(f"instance {i} is not a list of features")
+        if n_features is not None and len(row) != n_features:
+            raise BadInstances(f"instance {i} has {len(row)} features; the model expects {n_features}")
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise BadInstances(f"instance {i}, feature {j}: {value!r} is not a finite number")
+    if n_features is None and len({len(row) for row in instances}) > 1:
+        raise BadInstances("instances have different numbers of features")
+    return instances
+
+
+def predict(name: str, payload) -> dict:
+    """Answer a prediction request from the live version of `name`."""
+    loaded = live_model(name)
+    instances = check_instances(payload, loaded.n_features)
+    try:
+        predictions = loaded.model.predict(instances)
+    except (ValueError, TypeError) as exc:
+        raise BadInstances(f"the model rejected the instances: {exc}") from None
+    return {"model": name, "version": loaded.version, "predictions": _plain(predictions)}
+
+
+def _plain(predictions):
+    """numpy arrays and scalars as JSON-ready Python values."""
+    tolist = getattr(predictions, "tolist", None)
+    return tolist() if tolist else list(predictions)
