@@ -178,6 +178,7 @@ def deploy(version: ModelVersion, user, reason: str) -> Deployment:
 def rollback(model: RegisteredModel, user, reason: str) -> Deployment:
     """Go back to the version that was live before the live one."""
     reason = check_reason(reason)
+    model = RegisteredModel.objects.get(pk=model.pk)
     target = previous_live(model)
     if target is None:
         raise DeployRefused(f"{model.name} has no earlier live version to roll back to.")
@@ -192,6 +193,7 @@ def rollback(model: RegisteredModel, user, reason: str) -> Deployment:
 def redeploy(model: RegisteredModel, user, reason: str) -> Deployment:
     """Deploy the live version again: every process reloads it from the artifact store."""
     reason = check_reason(reason)
+    model = RegisteredModel.objects.get(pk=model.pk)
     if model.live_id is None:
         raise DeployRefused(f"No version of {model.name} is live, so there is nothing to redeploy.")
     live_version = Deployment.objects.select_related("version__model").get(pk=model.live_id).version

@@ -40,6 +40,7 @@ class BadInstances(ServingError):
 @dataclass(frozen=True)
 class Loaded:
     deployment_id: int
+    file_path: str
     name: str
     version: int
     n_features: int | None
@@ -64,24 +65,25 @@ def live_model(name: str) -> Loaded:
     """The live deployment of a model name, loaded once per process per deployment."""
     row = (
         RegisteredModel.objects.filter(name=name)
-        .values_list("live_id", "live__version_id")
+        .values_list("live_id", "live__version_id", "live__version__file_path")
         .first()
     )
     if row is None:
         raise UnknownModel(f"there is no model named {name!r}")
-    deployment_id, version_id = row
+    deployment_id, version_id, file_path = row
     if deployment_id is None:
         raise NothingDeployed(f"no version of {name!r} is deployed; deploy one on its model page first")
+    # A redeploy is a new deployment of the same file: it is loaded again.
+    key = (deployment_id, file_path)
     held = _held.get(name)
-    # Deployment ids only grow: a newer one held here is what is live now.
-    if held is not None and held.deployment_id >= deployment_id:
+    if held is not None and (held.deployment_id, held.file_path) == key:
         return held
     with _loading:
         held = _held.get(name)
-        if held is not None and held.deployment_id >= deployment_id:
+        if held is not None and (held.deployment_id, held.file_path) == key:
             return held
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
-        held = Loaded(deployment_id, name, version.version, version.n_features, load_version(version))
+        held = Loaded(deployment_id, file_path, name, version.version, version.n_features, load_version(version))
         _held[name] = held
     return held
 

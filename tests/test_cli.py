@@ -135,7 +135,7 @@ def test_it_lists_the_pipelines_with_their_parameters():
     assert err == ""
     assert "fanout_demo  (5 steps) Generates numbers" in out
     assert "flaky_demo  (4 steps) Extracts records" in out
-    assert "train_classifier  (4 steps) Loads a bundled dataset" in out
+    assert "train_classifier  (5 steps) Loads a bundled dataset" in out
     assert "    --param rows=…  int, default 1000\n" in out
     assert "    --param seed=…  int, default 7\n" in out
     assert "    --param fail=…  bool, default True\n" in out

@@ -5,10 +5,10 @@ the view does not take gets 405 whoever asks."""
 import pytest
 from django.urls import URLPattern, get_resolver
 
-from app import engine, paramsets
+from app import engine, model_registry, paramsets, tokens
 from app.access import POLICY_ATTR
-from app.models import AuditEvent, ParameterSet, ParameterSetRevision, Run, StepRun
-from tests.conftest import make_user
+from app.models import ApiToken, AuditEvent, Deployment, ParameterSet, ParameterSetRevision, Promotion, Run, StepRun
+from tests.conftest import make_user, train_version
 
 pytestmark = pytest.mark.django_db
 
@@ -20,10 +20,14 @@ def app_patterns():
             yield str(entry.pattern), entry.callback
 
 
-def fill(route, run, pset):
+def fill(route, world):
+    if route.startswith("^"):  # the API's re_path
+        route = route.strip("^$").replace("(?P<name>[^/]+)", "demo").replace("/?", "")
+    name = "demo" if route.startswith(("models/", "results/models/")) else "fanout_demo"
     return "/" + (
-        route.replace("<str:name>", "fanout_demo").replace("<str:step>", "load")
-        .replace("<int:run_id>", str(run.pk)).replace("<int:set_id>", str(pset.pk))
+        route.replace("<str:name>", name).replace("<str:step>", "load")
+        .replace("<int:run_id>", str(world["run"].pk)).replace("<int:set_id>", str(world["set"].pk))
+        .replace("<int:number>", "1").replace("<int:token_id>", str(world["token"].pk))
     )
 
 
@@ -33,14 +37,19 @@ def state():
         ParameterSetRevision.objects.count(), AuditEvent.objects.count(),
         list(Run.objects.values_list("status", "cancel_requested_at")),
         list(ParameterSet.objects.values_list("is_default", "archived_at")),
+        Deployment.objects.count(), Promotion.objects.count(),
+        list(ApiToken.objects.values_list("pk", "revoked_at")),
     )
 
 
 @pytest.fixture
-def world():
+def world(model_demo):
     operator = make_user("oscar", "operators")
     run = engine.run_inline(*engine.start_run("fanout_demo", {"rows": "5"}))
     pset = paramsets.create("fanout_demo", "s", {"rows": 5, "seed": 7, "pause": 0.0}, operator)
+    first, second = train_version(), train_version()
+    model_registry.deploy(first, operator, "one")
+    model_registry.deploy(second, operator, "two")
     return {
         "anonymous": None,
         "stakeholder": make_user("stella", "stakeholders"),
@@ -48,6 +57,7 @@ def world():
         "admin": make_user("adam", superuser=True),
         "run": run,
         "set": pset,
+        "token": tokens.create(operator, "matrix")[0],
     }
 
 
@@ -55,7 +65,7 @@ def test_it_applies_each_views_policy_to_every_role_and_method(client, world):
     checked = 0
     for route, view in app_patterns():
         policy = getattr(view, POLICY_ATTR)
-        url = fill(route, world["run"], world["set"])
+        url = fill(route, world)
         allowed = {}
         for method in ("get", "post"):
             client.force_login(world["admin"])
@@ -71,7 +81,11 @@ def test_it_applies_each_views_policy_to_every_role_and_method(client, world):
                 where = (role, method.upper(), url)
                 if policy == "public":
                     continue
-                if role == "anonymous":
+                if policy == "token":
+                    # Sessions do not authenticate the API, whoever is signed in.
+                    assert response.status_code == 401 and response.json()["error"], where
+                    assert state() == before, where
+                elif role == "anonymous":
                     assert response.status_code == 302 and response["Location"].startswith("/login/"), where
                     assert state() == before, where
                 elif not allowed[method]:
