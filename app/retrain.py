@@ -5,7 +5,7 @@ that decides, when the run finishes, whether the version it registers goes live
 from django.db import transaction
 
 from app import paramsets
-from app.models import ParameterSet, Promotion, PromotionRule, RegisteredModel, Run
+from app.models import ParameterSet, Promotion, RegisteredModel, Run
 
 
 def retrain(model: RegisteredModel, parameter_set: ParameterSet, rule: str, metric: str, user) -> Run:
@@ -32,5 +32,3 @@ def carry_over(original: Run, new: Run):
             requested_by=new.triggered_by,
         )
 
-
-__all__ = ["retrain", "carry_over", "PromotionRule"]

@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from app import audit, dag_svg, run_actions, tasks
+from app import audit, dag_svg, retrain, run_actions, tasks
 from app.access import operator_required
 from app.models import AuditAction
 from app.views.runs import get_run_or_404
@@ -59,6 +59,7 @@ def retry(request, run_id):
     try:
         with transaction.atomic():
             new = tasks.start(run_actions.retry_from_failure(run, request.user))
+            retrain.carry_over(run, new)
             again, reused = run_actions.retry_plan(run)
             audit.record(
                 request.user, AuditAction.RETRY, new,
@@ -78,6 +79,7 @@ def rerun(request, run_id):
     try:
         with transaction.atomic():
             new = tasks.start(run_actions.rerun(run, request.user))
+            retrain.carry_over(run, new)
             audit.record(request.user, AuditAction.RERUN, new, details={"rerun_of": run.pk, "params": new.params})
     except run_actions.ActionRefused as exc:
         messages.error(request, str(exc))
