@@ -411,8 +411,8 @@ class Deployment(models.Model):
 
 
 class PromotionRule(models.TextChoices):
-    AT_LEAST = "at_least", "deploy if the metric is at least the live version's"
-    AT_MOST = "at_most", "deploy if the metric is at most the live version's"
+    AT_LEAST = "at_least", "deploy if metric ≥ live version's"
+    AT_MOST = "at_most", "deploy if metric ≤ live version's"
     NEVER = "never", "never auto-deploy"
 
 
@@ -447,6 +447,13 @@ class Promotion(models.Model):
 
     def __str__(self):
         return f"retrain {self.model.name} in run #{self.run_id}: {self.get_verdict_display()}"
+
+    @property
+    def rule_text(self):
+        """The rule in a few words: "deploy if accuracy ≥ live"."""
+        if self.rule == PromotionRule.NEVER:
+            return "never auto-deploy"
+        return f"deploy if {self.metric} {'≥' if self.rule == PromotionRule.AT_LEAST else '≤'} live"
 
 
 class ResultKind(models.TextChoices):

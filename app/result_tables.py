@@ -102,4 +102,10 @@ def with_heatmaps(tables) -> list:
     for table in tables:
         if table.kind == "confusion":
             table.heat = heatmap(table.data)
+        else:
+            table.cells = [[{"value": v, "number": is_number(v)} for v in row] for row in table.data["rows"]]
     return tables
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

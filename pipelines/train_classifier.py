@@ -44,7 +44,7 @@ def split(ctx, load):
         load["X"], load["y"], test_size=ctx.params.test_size, random_state=ctx.params.seed, stratify=load["y"]
     )
     ctx.logger.info("train rows: %d, test rows: %d", len(y_train), len(y_test))
-    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test}
+    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test, "classes": load["classes"]}
 
 
 @train.step(after=[split])
@@ -67,15 +67,18 @@ def evaluate(ctx, fit, split):
     ctx.log_metric("accuracy", accuracy)
     ctx.log_metric("f1_macro", f1)
     ctx.logger.info("accuracy %.3f, macro F1 %.3f", accuracy, f1)
-    return {"accuracy": accuracy, "f1_macro": f1, "predicted": predicted}
+    return {
+        "accuracy": accuracy, "f1_macro": f1, "truth": split["y_test"], "predicted": predicted,
+        "classes": split["classes"],
+    }
 
 
-@train.step(after=[fit, evaluate, split, load])
-def register(ctx, fit, evaluate, split, load):
+@train.step(after=[fit, evaluate])
+def register(ctx, fit, evaluate):
     """Register the forest as the next version of <dataset>-rf, with its scores, a
     per-class report and the confusion matrix on the held-out rows."""
-    classes = load["classes"]
-    truth, predicted = split["y_test"], evaluate["predicted"]
+    classes = evaluate["classes"]
+    truth, predicted = evaluate["truth"], evaluate["predicted"]
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=range(len(classes)), zero_division=0
     )
