@@ -1,13 +1,14 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from app import paramsets
+from app import paramsets, tokens
 from app.models import (
-    AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run, StepAttempt, StepRun, WorkerHeartbeat,
+    ApiToken, AuditEvent, Deployment, Metric, ModelVersion, ParameterSet, ParameterSetRevision, PipelineSnapshot,
+    Promotion, RegisteredModel, ResultTable, Run, StepAttempt, StepRun, WorkerHeartbeat,
 )
 from app.registry import ParamError
 
@@ -184,3 +185,132 @@ class ParameterSetRevisionAdmin(ReadOnlyAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "last_seen"]
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def link(obj, label=None):
+    """A link to an object's page on the site (not in the admin)."""
+    if obj is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', obj.get_absolute_url(), label or obj)
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ["version", "metrics", "run", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    fields = ["version", "kind", "reason", "deployed_by_name", "deployed_at", "retired_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    """Only the headline metric is edited here; deploys go through the models pages, so
+    each one has a reason, a confirmation and an audit event."""
+
+    list_display = ["name", "live_version", "headline_metric", "pipeline_name", "latest_version", "created_at"]
+    search_fields = ["name", "pipeline_name"]
+    fields = ["name", "headline_metric", "pipeline_name", "latest_version", "live", "site_page"]
+    readonly_fields = ["name", "pipeline_name", "latest_version", "live", "site_page"]
+    list_select_related = ["live__version"]
+    inlines = [ModelVersionInline, DeploymentInline]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="live version")
+    def live_version(self, obj):
+        return f"v{obj.live.version.version}" if obj.live else "—"
+
+    @admin.display(description="on the site")
+    def site_page(self, obj):
+        return link(obj, "models page")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "model", "version", "pipeline_name", "run_link", "created_at"]
+    list_filter = ["model", "pipeline_name"]
+    search_fields = ["model__name", "=run__id"]
+    list_select_related = ["model", "run"]
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        return link(obj.run)
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    list_display = ["model", "version", "kind", "deployed_by_name", "deployed_at", "retired_at", "reason"]
+    list_filter = ["kind", "model"]
+    search_fields = ["model__name", "reason", "deployed_by_name"]
+    list_select_related = ["model", "version__model"]
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ReadOnlyAdmin):
+    list_display = ["run", "model", "rule", "metric", "verdict", "candidate_value", "live_value", "decided_at"]
+    list_filter = ["verdict", "rule", "model"]
+    list_select_related = ["run", "model"]
+
+
+@admin.register(ResultTable)
+class ResultTableAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kind", "run", "step_run", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "=run__id"]
+    list_select_related = ["run", "step_run__run"]
+
+
+class ApiTokenAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Admins create tokens for anyone (shown once, in a message) and revoke them; the
+    digest is never shown or edited."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    list_select_related = ["user"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = readonly_fields
+    actions = ["revoke"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        token, secret = tokens.create(form.cleaned_data["user"], form.cleaned_data["name"], by=request.user)
+        obj.pk = token.pk
+        messages.warning(request, f"The new token for {token.user.get_username()} is {secret} — copy it now, it is not shown again.")
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        done = sum(tokens.revoke(token, request.user) for token in queryset.select_related("user"))
+        messages.success(request, f"Revoked {done} token(s).")

@@ -5,8 +5,12 @@ import json
 
 import pytest
 
-from app import engine, paramsets
-from app.models import AuditEvent, Run
+from django.apps import apps
+from django.contrib.admin import site
+
+from app import engine, model_registry, paramsets, tokens
+from app.models import ApiToken, AuditEvent, Run
+from tests.conftest import train_version
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +23,46 @@ def admin_client(client, admin):
 
 @pytest.mark.parametrize("model", [
     "run", "steprun", "stepattempt", "metric", "pipelinesnapshot", "parameterset", "parametersetrevision",
-    "auditevent", "workerheartbeat",
+    "auditevent", "workerheartbeat", "registeredmodel", "modelversion", "deployment", "promotion", "resulttable",
+    "apitoken",
 ])
-def test_it_lists_every_model(admin_client, model):
+def test_it_lists_every_model(admin_client, model, model_demo, admin):
     engine.run_inline(*engine.start_run("flaky_demo", {}))
+    version = train_version()
+    model_registry.deploy(version, admin, "for the admin")
+    tokens.create(admin, "admin token")
 
     assert admin_client.get(f"/admin/app/{model}/").status_code == 200
+
+
+def test_every_app_model_is_registered():
+    from_app = {m for m in apps.get_app_config("app").get_models()}
+    assert from_app <= set(site._registry)
+
+
+def test_an_admin_creates_a_token_for_a_user_shown_once(admin_client, operator):
+    response = admin_client.post("/admin/app/apitoken/add/", {"user": operator.pk, "name": "for billing"}, follow=True)
+    token = ApiToken.objects.get(user=operator)
+    shown = [str(m) for m in response.context["messages"]]
+    secret = next(word for m in shown for word in m.split() if word.startswith("mlops_"))
+    assert tokens.authenticate(f"Bearer {secret}") == operator
+    assert token.name == "for billing" and AuditEvent.objects.filter(action="token_create", username="ada").exists()
+
+
+def test_an_admin_revokes_anyones_token(admin_client, operator):
+    token, secret = tokens.create(operator, "theirs")
+    admin_client.post("/admin/app/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    assert tokens.authenticate(f"Bearer {secret}") is None
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_deploys_cannot_be_made_in_the_admin(admin_client, model_demo, admin):
+    version = train_version()
+    model = version.model
+    page = admin_client.get(f"/admin/app/registeredmodel/{model.pk}/change/").content.decode()
+    assert 'name="headline_metric"' in page and 'name="live"' not in page
+    assert admin_client.post("/admin/app/deployment/add/", {}).status_code == 403
+    assert admin_client.post("/admin/app/modelversion/add/", {}).status_code == 403
 
 
 def test_it_keeps_runs_read_only(admin_client):
