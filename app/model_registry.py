@@ -157,10 +157,10 @@ def _go_live(model: RegisteredModel, version: ModelVersion, user, reason: str, k
         deployed_by=user if signed_in else None, deployed_by_name=user.get_username() if signed_in else "",
     )
     RegisteredModel.objects.filter(pk=model.pk).update(live=deployment)
-    audit.record(user, AUDIT_ACTIONS[kind], version, details={
-        "model": model.name, "version": version.version, "previous": previous.version if previous else None,
-        "reason": reason,
-    })
+    details = {"reason": reason}
+    if previous is not None:
+        details["replaced"] = f"v{previous.version}"
+    audit.record(user, AUDIT_ACTIONS[kind], version, details=details)
     return deployment
 
 

@@ -103,7 +103,14 @@ def with_heatmaps(tables) -> list:
         if table.kind == "confusion":
             table.heat = heatmap(table.data)
         else:
-            table.cells = [[{"value": v, "number": is_number(v)} for v in row] for row in table.data["rows"]]
+            # A column of numbers (blanks aside) is right-aligned, header included.
+            rows = table.data["rows"]
+            numeric = [
+                any(row[j] is not None for row in rows) and all(row[j] is None or is_number(row[j]) for row in rows)
+                for j in range(len(table.data["columns"]))
+            ]
+            table.headers = [{"name": name, "number": n} for name, n in zip(table.data["columns"], numeric)]
+            table.cells = [[{"value": v, "number": n} for v, n in zip(row, numeric)] for row in rows]
     return tables
 
 

@@ -112,7 +112,8 @@ def test_deploy_makes_a_version_live_with_history_and_audit(model_demo, ops):
     assert history[1].retired_at is None
     event = AuditEvent.objects.filter(action="deploy").first()
     assert event.username == "otto" and event.target_label == "demo v2"
-    assert event.details == {"model": "demo", "version": 2, "previous": 1, "reason": "better accuracy"}
+    assert event.details == {"reason": "better accuracy", "replaced": "v1"}
+    assert AuditEvent.objects.filter(action="deploy").last().details == {"reason": "first release"}
 
 
 def test_rollback_goes_back_to_the_previous_live_version(model_demo, ops):
