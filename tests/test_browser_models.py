@@ -1,0 +1,64 @@
+"""An operator in a real browser deploys a model version through the confirmation, rolls
+back, and creates an API token that then works against the endpoint."""
+
+import json
+
+import pytest
+
+from app import model_registry, tokens
+from app.models import RegisteredModel
+from tests.conftest import train_version
+from tests.test_browser import SCREENSHOTS, log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_an_operator_deploys_through_the_confirmation_and_rolls_back(live_server, operator, model_demo, page):
+    first, second = train_version(accuracy=0.9), train_version(accuracy=0.8)
+    model_registry.deploy(first, operator, "baseline")
+    page.goto(f"{live_server.url}/login/")
+    log_in(page, operator)
+    page.goto(f"{live_server.url}/models/demo/")
+    page.locator("#versions tr", has_text="v2").locator("text=Deploy…").click()
+    page.wait_for_url(f"{live_server.url}/models/demo/versions/2/deploy/")
+    comparison = page.inner_text("#comparison")
+    assert "0.9000" in comparison and "0.8000" in comparison and "▼ -0.1000" in comparison
+    # No reason: the browser's own check and ours both stop it; nothing changes.
+    page.click("text=Deploy v2")
+    assert page.url.endswith("/deploy/")
+    page.fill("#id_reason", "canary for the new features")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "model-deploy-confirm.png", full_page=True)
+    page.click("text=Deploy v2")
+    page.wait_for_url(f"{live_server.url}/models/demo/")
+    assert "demo v2 is live" in page.inner_text(".messages")
+    assert "v2 live" in page.inner_text("h1 + .badge, .run-head")
+    history = page.inner_text("#history")
+    assert "canary for the new features" in history and "baseline" in history
+    assert RegisteredModel.objects.get(name="demo").live.version == second
+
+    page.fill("[aria-label='Reason for the rollback']", "canary errors")
+    page.click("text=Roll back to v1")
+    page.wait_for_url(f"{live_server.url}/models/demo/")
+    assert "v1 of demo is live again" in page.inner_text(".messages")
+    assert RegisteredModel.objects.get(name="demo").live.version == first
+    page.screenshot(path=SCREENSHOTS / "model-page.png", full_page=True)
+
+
+def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, model_demo, page):
+    model_registry.deploy(train_version(constant=4), operator, "baseline")
+    page.goto(f"{live_server.url}/login/")
+    log_in(page, operator)
+    page.goto(f"{live_server.url}/tokens/")
+    page.fill("#id_name", "notebook")
+    page.click("text=Create token")
+    secret = page.inner_text(".token-secret").strip()
+    assert tokens.authenticate(f"Bearer {secret}") == operator
+    answer = page.request.post(
+        f"{live_server.url}/api/models/demo/predict",
+        data=json.dumps({"instances": [[1, 2]]}),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    assert answer.status == 200 and answer.json() == {"model": "demo", "version": 1, "predictions": [4]}
+    page.goto(f"{live_server.url}/tokens/")
+    assert secret not in page.content() and "notebook" in page.inner_text("#tokens")
