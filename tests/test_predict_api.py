@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 from django.test import Client, override_settings
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from app import artifacts, model_registry, tokens
 from app.models import ApiToken, AuditEvent, ModelVersion
@@ -93,6 +94,24 @@ def test_a_bad_body_is_a_400_naming_what_is_wrong(deployed, secret, body, messag
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert message in response.json()["error"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["instances", "x"]), inner, max_size=2),
+    max_leaves=12,
+)
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON)
+def test_random_json_never_fails_and_only_good_bodies_predict(deployed, secret, body):
+    response = post(secret, body)
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 200:
+        assert len(response.json()["predictions"]) == len(body["instances"])
+    else:
+        assert response.json()["error"]
 
 
 def test_too_many_instances_is_a_400(deployed, secret):
