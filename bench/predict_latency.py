@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Latency of the prediction endpoint, from the bare model up to HTTP through gunicorn.
 
     .venv/bin/python bench/predict_latency.py
@@ -29,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -70,13 +70,12 @@ except BaseException:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
     raise
 
-from django.contrib.auth.models import User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
 
-from app import engine, model_registry, serving, tokens  # noqa: E402
-from app.models import ModelVersion  # noqa: E402
-
+from app import engine, model_registry, serving, tokens
+from app.models import ModelVersion
 
 # --- timing -----------------------------------------------------------------------------
 
@@ -94,8 +93,8 @@ class Line:
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of the request times."""
         ordered = sorted(self.times_ms)
-        rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100), at least 1
-        return ordered[int(rank) - 1]
+        rank = max(1, math.ceil(len(ordered) * p / 100))
+        return ordered[rank - 1]
 
     def row(self) -> list[str]:
         return [
