@@ -51,6 +51,7 @@ test: setup browser
 bench: venv
 	$(BIN)/python bench/step_overhead.py --shape chain --n 100
 	$(BIN)/python bench/step_overhead.py --shape fanout --n 100
+	$(BIN)/python bench/predict_latency.py --trees 10
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -2,6 +2,7 @@
 as JSON with the right status, tokens stored hashed and revocable, and versions switching
 under load in every web process without a request ever seeing a mix."""
 
+import datetime
 import json
 import threading
 import urllib.error
@@ -173,7 +174,14 @@ def test_tokens_are_stored_only_as_a_digest_and_record_their_use(deployed, ops):
     assert row["digest"] == tokens.digest(secret) and secret.startswith(row["prefix"])
     assert row["last_used_at"] is None
     post(secret, {"instances": [[1, 2]]})
-    assert ApiToken.objects.get(pk=token.pk).last_used_at is not None
+    first_use = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert first_use is not None
+    # Within a minute a request does not write it again (serving is not a write per request).
+    assert post(secret, {"instances": [[1, 2]]}).status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first_use
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first_use - datetime.timedelta(minutes=2))
+    post(secret, {"instances": [[1, 2]]})
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first_use
 
 
 # --- the tokens page ---------------------------------------------------------------------
