@@ -8,6 +8,7 @@ so its answer always comes from one version, named in the response. A deploy in 
 is therefore seen by the next request in every process, without a restart.
 """
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from django.db import connection
 
 from app import artifacts, model_formats
 from app.models import Deployment, ModelVersion, RegisteredModel
+
+log = logging.getLogger(__name__)
 
 MAX_INSTANCES = 10_000
 
@@ -37,6 +40,12 @@ class NothingDeployed(ServingError):
 
 class BadInstances(ServingError):
     status = 400
+
+
+class ModelUnavailable(ServingError):
+    """The live version cannot be loaded or failed unexpectedly: an operator must act."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,14 @@ def live_model(name: str) -> Loaded:
         if held is not None and (held.deployment_id, held.file_path) == key:
             return held
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
-        held = Loaded(deployment_id, file_path, name, version.version, version.n_features, load_version(version))
+        try:
+            model = load_version(version)
+        except Exception as exc:
+            log.exception("cannot load %s", version)
+            raise ModelUnavailable(
+                f"the deployed {version} cannot be loaded ({exc}); an operator should redeploy or roll back"
+            ) from None
+        held = Loaded(deployment_id, file_path, name, version.version, version.n_features, model)
         _held[name] = held
     return held
 
@@ -126,6 +142,9 @@ def predict(name: str, payload) -> dict:
         predictions = loaded.model.predict(instances)
     except (ValueError, TypeError) as exc:
         raise BadInstances(f"the model rejected the instances: {exc}") from None
+    except Exception as exc:
+        log.exception("v%s of %s failed to predict", loaded.version, name)
+        raise ModelUnavailable(f"v{loaded.version} of {name!r} failed to predict ({type(exc).__name__})") from None
     return {"model": name, "version": loaded.version, "predictions": _plain(predictions)}
 
 

@@ -126,6 +126,16 @@ def test_a_body_over_the_upload_limit_is_a_413(deployed, secret):
     assert response.status_code == 413 and "too large" in response.json()["error"]
 
 
+def test_a_deployed_file_that_cannot_be_loaded_is_a_503_naming_the_version(model_demo, secret, ops):
+    version = train_version(constant=6)
+    model_registry.deploy(version, ops, "first")
+    artifacts.resolve(version.file_path).write_bytes(b"not a model")
+    response = post(secret, {"instances": [[1, 2]]})
+    assert response.status_code == 503
+    assert "the deployed demo v1 cannot be loaded" in response.json()["error"]
+    assert "redeploy or roll back" in response.json()["error"]
+
+
 def test_an_unknown_model_is_a_404(deployed, secret):
     response = post(secret, {"instances": [[1, 2]]}, url="/api/models/nope/predict")
     assert response.status_code == 404 and response.json() == {"error": "there is no model named 'nope'"}
