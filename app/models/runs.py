@@ -297,8 +297,9 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # audit page filtered by user / action / pipeline, newest first
-            models.Index(fields=["user", "-id"], name="audit_user_idx"),
+            # audit page filtered by user (by username, which outlives the user) / action /
+            # pipeline, newest first; also the list of usernames in the filter
+            models.Index(fields=["username", "-id"], name="audit_username_idx"),
             models.Index(fields=["action", "-id"], name="audit_action_idx"),
             models.Index(fields=["pipeline_name", "-id"], name="audit_pipeline_idx"),
         ]
