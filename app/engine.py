@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-import math
 import os
 import socket
 import threading
@@ -107,14 +106,7 @@ class StepContext:
 
     def log_metric(self, name: str, value: float):
         """Record a metric of this run (a finite number under a name of up to 100 characters)."""
-        if not isinstance(name, str) or not name or len(name) > 100:
-            raise ValueError(f"metric name {name!r} must be a non-empty string of at most 100 characters")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"metric {name!r}: value {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise ValueError(f"metric {name!r}: value {value!r} is not finite")
+        number = result_tables.check_metric(name, value)
         Metric.objects.create(step_run=self._step_run, run_id=self.run_id, name=name, value=number)
 
     def register_model(self, name: str, obj, metrics: dict | None = None, format: str = "joblib"):

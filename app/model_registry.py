@@ -12,7 +12,6 @@ verdicts.
 """
 
 import logging
-import math
 import re
 import uuid
 
@@ -20,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from app import artifacts, audit, model_formats, serving
+from app import artifacts, audit, model_formats, result_tables, serving
 from app.models import (
     AuditAction, Deployment, DeploymentKind, ModelVersion, Promotion, PromotionRule, RegisteredModel, Status, StepRun,
     Verdict,
@@ -56,20 +55,7 @@ def check_metrics(metrics) -> dict:
         return {}
     if not isinstance(metrics, dict):
         raise ValueError(f"metrics must be a dict of name → number, not {type(metrics).__name__}")
-    checked = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str) or not name or len(name) > 100:
-            raise ValueError(f"metric name {name!r} must be a non-empty string of at most 100 characters")
-        if isinstance(value, bool):
-            raise ValueError(f"metric {name!r}: {value!r} is not a number")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"metric {name!r}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise ValueError(f"metric {name!r}: {value!r} is not finite")
-        checked[name] = number
-    return checked
+    return {name: result_tables.check_metric(name, value) for name, value in metrics.items()}
 
 
 def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "joblib") -> ModelVersion:

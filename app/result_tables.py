@@ -1,6 +1,7 @@
-"""Small result tables a step attaches to its run, and confusion matrices rendered as a
-table heat-map (no plotting library). Tables logged by the step that registers a model
-version belong to that version too (app.model_registry)."""
+"""What a step attaches to its run besides its output: metrics (checked here), small result
+tables, and confusion matrices rendered as a table heat-map (no plotting library). Tables
+logged by the step that registers a model version belong to that version too
+(app.model_registry)."""
 
 import math
 from collections import Counter
@@ -25,6 +26,21 @@ def _cell(value, where):
     if len(text) > MAX_TEXT:
         raise ValueError(f"{where}: text longer than {MAX_TEXT} characters")
     return text
+
+
+def check_metric(name, value) -> float:
+    """A metric's value as a finite float, or ValueError naming what is wrong."""
+    if not isinstance(name, str) or not name or len(name) > 100:
+        raise ValueError(f"metric name {name!r} must be a non-empty string of at most 100 characters")
+    if isinstance(value, bool):
+        raise ValueError(f"metric {name!r}: value {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"metric {name!r}: value {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"metric {name!r}: value {value!r} is not finite")
+    return number
 
 
 def check_name(name) -> str:

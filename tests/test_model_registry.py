@@ -78,8 +78,8 @@ def test_it_numbers_concurrent_registrations_without_gaps_or_repeats(model_demo,
 
 @pytest.mark.parametrize("call, message", [
     ("ctx.register_model('bad name!', 1)", "model name 'bad name!' must be"),
-    ("ctx.register_model('m', 1, metrics={'acc': 'high'})", "metric 'acc': 'high' is not a number"),
-    ("ctx.register_model('m', 1, metrics={'acc': float('nan')})", "metric 'acc': nan is not finite"),
+    ("ctx.register_model('m', 1, metrics={'acc': 'high'})", "metric 'acc': value 'high' is not a number"),
+    ("ctx.register_model('m', 1, metrics={'acc': float('nan')})", "metric 'acc': value nan is not finite"),
     ("ctx.register_model('m', 1, metrics=[0.5])", "metrics must be a dict"),
     ("ctx.register_model('m', 1, format='onnx')", "unknown model format 'onnx' (known formats: joblib)"),
 ])

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from app import model_registry, paramsets, result_tables, retrain
 from app.access import operator_required
 from app.forms import ReasonForm, RetrainForm
-from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, StepRun
+from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Status, StepRun
 
 VERSIONS_PER_PAGE = 50
 
@@ -87,7 +87,7 @@ def detail_context(model, request, retrain_form=None):
     live_version = model.live.version if model.live else None
     ever_live = set(Deployment.objects.filter(model=model).values_list("version_id", flat=True))
     succeeded = set(
-        StepRun.objects.filter(model_versions__model=model, status="succeeded").values_list("pk", flat=True)
+        StepRun.objects.filter(model_versions__model=model, status=Status.SUCCEEDED).values_list("pk", flat=True)
     )
     rows = [
         {"version": v, "values": [v.metrics.get(n) for n in names], "ever_live": v.pk in ever_live,
