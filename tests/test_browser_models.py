@@ -53,6 +53,8 @@ def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, mod
     page.fill("#id_name", "notebook")
     page.click("text=Create token")
     secret = page.inner_text(".token-secret").strip()
+    example = page.inner_text("#new-token")
+    assert "/api/models/demo/predict" in example and '{"instances": [[0.0, 0.0]]}' in example
     assert tokens.authenticate(f"Bearer {secret}") == operator
     answer = page.request.post(
         f"{live_server.url}/api/models/demo/predict",

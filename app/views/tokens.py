@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from app import tokens
 from app.access import any_role
-from app.models import ApiToken
+from app.models import ApiToken, RegisteredModel
 
 
 class TokenForm(forms.Form):
@@ -37,8 +37,18 @@ def token_list(request):
     return render(request, "tokens/list.html", {
         "form": form,
         "secret": secret,
+        "example": example_call() if secret else None,
         "tokens": ApiToken.objects.filter(user=request.user),
     }, status=status)
+
+
+def example_call():
+    """A deployed model and a body of the right width, for the curl example."""
+    live = RegisteredModel.objects.filter(live__isnull=False).select_related("live__version").first()
+    if live is None:
+        return {"model": "<model>", "instances": "[[5.1, 3.5, 1.4, 0.2]]"}
+    width = live.live.version.n_features or 1
+    return {"model": live.name, "instances": "[[" + ", ".join(["0.0"] * width) + "]]"}
 
 
 @require_POST
