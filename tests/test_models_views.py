@@ -230,3 +230,15 @@ def test_a_retry_of_a_retrain_run_keeps_its_rule(operator_client, three, operato
     assert response["Location"] == f"/runs/{new.pk}/"
     carried = Promotion.objects.get(run=new)
     assert (carried.rule, carried.metric, carried.verdict, carried.requested_by) == ("at_least", "accuracy", "pending", operator)
+
+
+def test_the_confirmation_says_up_front_when_a_version_cannot_go_live(operator_client, three, operator):
+    page = text(operator_client.get("/models/demo/versions/2/deploy/"))
+    assert "demo v2 is already live" in page and 'name="reason"' not in page
+    run = engine.run_inline(*engine.start_run("t_model_demo", {"fail_after_register": True}))
+    number = ModelVersion.objects.get(run=run).version
+    page = text(operator_client.get(f"/models/demo/versions/{number}/deploy/"))
+    assert "did not succeed" in page and 'name="reason"' not in page
+    response = operator_client.post(f"/models/demo/versions/{number}/deploy/", {"reason": "anyway"})
+    assert response.status_code == 422 and "did not succeed" in text(response)
+    assert RegisteredModel.objects.get(name="demo").live.version.version == 2

@@ -151,8 +151,17 @@ def version_deploy(request, name, number):
             messages.success(request, f"{version} is live. Predictions come from it from now on.")
             return redirect(model)
     status = 422 if request.method == "POST" else 200
+    refusal = None
+    if request.method == "GET":
+        # Say so before the operator writes a reason, not after.
+        try:
+            if live is not None and live.pk == version.pk:
+                raise model_registry.DeployRefused(f"{version} is already live; use “Redeploy” on the model page.")
+            model_registry.check_deployable(version)
+        except model_registry.DeployRefused as exc:
+            refusal = str(exc)
     return render(request, "models/deploy.html", {
-        "version": version, "model": model, "live": live, "form": form,
+        "version": version, "model": model, "live": live, "form": form, "refusal": refusal,
         "comparison": model_registry.compare(version, live),
         "headline": model.headline_metric,
     }, status=status)
