@@ -150,15 +150,36 @@ def _go_live(model: RegisteredModel, version: ModelVersion, user, reason: str, k
     return deployment
 
 
+def _switch(model: RegisteredModel, target: ModelVersion, user, reason: str, kind: str) -> Deployment:
+    """Make `target` live, unless the live deployment changed since `model` was read. Callers
+    check the target first, outside the lock, since loading a model can take a while."""
+    with transaction.atomic():
+        locked = _locked(model.pk)
+        if locked.live_id != model.live_id:
+            raise DeployRefused(f"The live version of {model.name} changed meanwhile; look again and retry.")
+        return _go_live(locked, target, user, reason, kind)
+
+
+def _live_version(model: RegisteredModel) -> ModelVersion | None:
+    if model.live_id is None:
+        return None
+    return Deployment.objects.select_related("version__model").get(pk=model.live_id).version
+
+
+def check_can_deploy(version: ModelVersion) -> RegisteredModel:
+    """Refuse a version that is live already or cannot go live; returns its model as read now."""
+    model = RegisteredModel.objects.get(pk=version.model_id)
+    if model.live_id is not None and _live_version(model).pk == version.pk:
+        raise DeployRefused(f"{version} is already live; use “Redeploy” on the model page to reload it.")
+    check_deployable(version)
+    return model
+
+
 def deploy(version: ModelVersion, user, reason: str) -> Deployment:
     """Make `version` the live version of its model."""
     reason = check_reason(reason)
-    check_deployable(version)
-    with transaction.atomic():
-        model = _locked(version.model_id)
-        if model.live and model.live.version_id == version.pk:
-            raise DeployRefused(f"{version} is already live; use “Redeploy” to reload it.")
-        return _go_live(model, version, user, reason, DeploymentKind.DEPLOY)
+    model = check_can_deploy(version)
+    return _switch(model, version, user, reason, DeploymentKind.DEPLOY)
 
 
 def rollback(model: RegisteredModel, user, reason: str) -> Deployment:
@@ -169,26 +190,18 @@ def rollback(model: RegisteredModel, user, reason: str) -> Deployment:
     if target is None:
         raise DeployRefused(f"{model.name} has no earlier live version to roll back to.")
     check_deployable(target)
-    with transaction.atomic():
-        locked = _locked(model.pk)
-        if locked.live_id != model.live_id:
-            raise DeployRefused(f"The live version of {model.name} changed meanwhile; look again and retry.")
-        return _go_live(locked, target, user, reason, DeploymentKind.ROLLBACK)
+    return _switch(model, target, user, reason, DeploymentKind.ROLLBACK)
 
 
 def redeploy(model: RegisteredModel, user, reason: str) -> Deployment:
     """Deploy the live version again: every process reloads it from the artifact store."""
     reason = check_reason(reason)
     model = RegisteredModel.objects.get(pk=model.pk)
-    if model.live_id is None:
+    live_version = _live_version(model)
+    if live_version is None:
         raise DeployRefused(f"No version of {model.name} is live, so there is nothing to redeploy.")
-    live_version = Deployment.objects.select_related("version__model").get(pk=model.live_id).version
     check_deployable(live_version)
-    with transaction.atomic():
-        locked = _locked(model.pk)
-        if locked.live_id != model.live_id:
-            raise DeployRefused(f"The live version of {model.name} changed meanwhile; look again and retry.")
-        return _go_live(locked, live_version, user, reason, DeploymentKind.REDEPLOY)
+    return _switch(model, live_version, user, reason, DeploymentKind.REDEPLOY)
 
 
 def compare(version: ModelVersion, live: ModelVersion | None) -> list[dict]:

@@ -155,9 +155,7 @@ def version_deploy(request, name, number):
     if request.method == "GET":
         # Say so before the operator writes a reason, not after.
         try:
-            if live is not None and live.pk == version.pk:
-                raise model_registry.DeployRefused(f"{version} is already live; use “Redeploy” on the model page.")
-            model_registry.check_deployable(version)
+            model_registry.check_can_deploy(version)
         except model_registry.DeployRefused as exc:
             refusal = str(exc)
     return render(request, "models/deploy.html", {
