@@ -45,7 +45,9 @@ browser:
 		else echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will be skipped, or fail when CI=true."; fi; \
 	fi
 
+# The layer contract first (pyproject.toml, docs/architecture.md): a second, then the suite.
 test: setup browser
+	$(BIN)/lint-imports --no-cache
 	env -u DATA_DIR $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv

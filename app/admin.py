@@ -5,12 +5,26 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from app import paramsets, tokens
 from app.models import (
-    ApiToken, AuditEvent, Deployment, Metric, ModelVersion, ParameterSet, ParameterSetRevision, PipelineSnapshot,
-    Promotion, RegisteredModel, ResultTable, Run, StepAttempt, StepRun, WorkerHeartbeat,
+    ApiToken,
+    AuditEvent,
+    Deployment,
+    Metric,
+    ModelVersion,
+    ParameterSet,
+    ParameterSetRevision,
+    PipelineSnapshot,
+    Promotion,
+    RegisteredModel,
+    ResultTable,
+    Run,
+    StepAttempt,
+    StepRun,
+    WorkerHeartbeat,
 )
-from app.registry import ParamError
+from app.pipelines.registry import ParamError
+from app.runs import paramsets
+from app.web import tokens
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -117,7 +131,7 @@ class RevisionInline(admin.TabularInline):
 
 class ParameterSetAdminForm(forms.ModelForm):
     """Edits the values as JSON; they are checked against the pipeline's declaration and saved
-    as a new revision, exactly like the operator form (app.paramsets)."""
+    as a new revision, exactly like the operator form (app.runs.paramsets)."""
 
     values = forms.JSONField(help_text="The parameter values, as JSON; saving makes a new revision")
     note = forms.CharField(max_length=200, required=False, help_text="Why this change (optional)")
@@ -135,7 +149,7 @@ class ParameterSetAdminForm(forms.ModelForm):
         values = self.cleaned_data["values"]
         if not isinstance(values, dict):
             raise forms.ValidationError("Give the values as a JSON object, e.g. {\"rows\": 100}.")
-        # The same checks as every other save (app.paramsets), reported on this field.
+        # The same checks as every other save (app.runs.paramsets), reported on this field.
         try:
             values, _changes = paramsets.changes_for(self.instance.latest, values)
         except ParamError as exc:

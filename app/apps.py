@@ -7,8 +7,11 @@ class MlopsConfig(AppConfig):
     verbose_name = "MLOps"
 
     def ready(self):
-        # Registers the system checks and the Huey tasks.
-        from app import checks, tasks  # noqa: F401
-        from app.registry import registry
+        # Imported for what they register: the system checks, the Huey tasks and the
+        # receivers of the engine's signals (app.runs.signals).
+        from app.mlmodels import retrain  # noqa: F401
+        from app.pipelines import checks  # noqa: F401
+        from app.pipelines.registry import registry
+        from app.runs import tasks  # noqa: F401
 
         registry.discover(settings.PIPELINES_PACKAGE)

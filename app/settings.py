@@ -117,7 +117,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "app.access.roles",
+                "app.web.access.roles",
             ],
         },
     },
@@ -197,7 +197,7 @@ if HUEY_REDIS_URL:
     HUEY.update({"huey_class": "huey.RedisHuey", "url": HUEY_REDIS_URL})
 else:
     # No fsync per queue operation: a process crash loses nothing (WAL), and a task lost to
-    # a power failure is found again by the watchdog (app.tasks.stranded_steps).
+    # a power failure is found again by the watchdog (app.runs.tasks.stranded_steps).
     HUEY.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3"), "fsync": False})
 
 # A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not

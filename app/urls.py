@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from app.views import actions, api, audit, dashboard, home, models, paramsets, pipelines, results, runs, tokens
+from app.web.views import actions, api, audit, dashboard, home, models, paramsets, pipelines, results, runs, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),

@@ -74,8 +74,10 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
-from app import engine, model_registry, serving, tokens
+from app.mlmodels import deployments, serving
 from app.models import ModelVersion
+from app.runs import engine
+from app.web import tokens
 
 # --- timing -----------------------------------------------------------------------------
 
@@ -133,7 +135,7 @@ def train_and_deploy(trees: int) -> tuple[ModelVersion, str]:
     if run.status != "succeeded":
         raise SystemExit(f"training run #{run.pk} ended {run.status}")
     version = ModelVersion.objects.select_related("model").get(model__name=MODEL_NAME, run_id=run.pk)
-    model_registry.deploy(version, user, "bench")
+    deployments.deploy(version, user, "bench")
     _row, secret = tokens.create(user, "bench")
     return version, secret
 

@@ -43,8 +43,8 @@ def bench(args):
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from app import engine
     from app.models import Run, Status, StepRun
+    from app.runs import engine
 
     call_command("migrate", verbosity=0)
     user = User.objects.create_user("op")

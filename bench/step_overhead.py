@@ -200,7 +200,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure_sync(args, steps: int, pipeline_name: str):
-    from app import engine
+    from app.runs import engine
 
     peak = PeakRSS(os.getpid()).start()
     cpu = cpu_seconds(os.getpid())
@@ -271,7 +271,7 @@ def stop_worker(worker):
 
 
 def measure_worker(args, env, data_dir: Path, steps: int, pipeline_name: str, warmup_name: str, repeat: int):
-    from app import tasks
+    from app.runs import tasks
 
     log_path = data_dir / "worker.log"
     worker = start_worker(env, log_path)
@@ -290,8 +290,8 @@ def measure_worker(args, env, data_dir: Path, steps: int, pipeline_name: str, wa
 
 
 def run_on_worker(args, worker, log_path, steps, pipeline_name):
-    from app import tasks
     from app.models import Run
+    from app.runs import tasks
 
     peak = PeakRSS(worker.pid).start()
     cpu = cpu_seconds(worker.pid)
@@ -401,7 +401,7 @@ def bench(args, data_dir: Path):
 
     from django.core.management import call_command
 
-    from app.registry import registry
+    from app.pipelines.registry import registry
     from bench.pipelines import noop
 
     call_command("migrate", verbosity=0)

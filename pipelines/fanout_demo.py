@@ -3,7 +3,7 @@
 import statistics
 import time
 
-from app.registry import Params, param, pipeline
+from app.pipelines import Params, param, pipeline
 
 
 class FanoutParams(Params):

@@ -1,6 +1,6 @@
 """A pipeline that fails in a middle step, to show how failures look and propagate."""
 
-from app.registry import Params, param, pipeline
+from app.pipelines import Params, param, pipeline
 
 
 class FlakyParams(Params):

@@ -15,12 +15,11 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from huey.contrib.djhuey import HUEY
 from playwright.sync_api import sync_playwright
-
 from sklearn.dummy import DummyClassifier
 
-from app import engine
 from app.models import ModelVersion
-from app.registry import Params, param, pipeline, registry
+from app.pipelines.registry import Params, param, pipeline, registry
+from app.runs import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"

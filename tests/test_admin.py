@@ -4,12 +4,13 @@ goes through the same validation and revisions as the operator form."""
 import json
 
 import pytest
-
 from django.apps import apps
 from django.contrib.admin import site
 
-from app import engine, model_registry, paramsets, tokens
+from app.mlmodels import deployments
 from app.models import ApiToken, AuditEvent, Run
+from app.runs import engine, paramsets
+from app.web import tokens
 from tests.conftest import train_version
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def admin_client(client, admin):
 def test_it_lists_every_model(admin_client, model, model_demo, admin):
     engine.run_inline(*engine.start_run("flaky_demo", {}))
     version = train_version()
-    model_registry.deploy(version, admin, "for the admin")
+    deployments.deploy(version, admin, "for the admin")
     tokens.create(admin, "admin token")
 
     assert admin_client.get(f"/admin/app/{model}/").status_code == 200

@@ -6,8 +6,8 @@ import re
 import pytest
 from django.utils import timezone
 
-from app import audit, engine, paramsets
 from app.models import AuditAction, AuditEvent, Run
+from app.runs import audit, engine, paramsets
 
 pytestmark = pytest.mark.django_db
 

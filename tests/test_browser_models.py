@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from app import model_registry, tokens
+from app.mlmodels import deployments
 from app.models import RegisteredModel
+from app.web import tokens
 from tests.conftest import train_version
 from tests.test_browser import SCREENSHOTS, log_in
 
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_an_operator_deploys_through_the_confirmation_and_rolls_back(live_server, operator, model_demo, page):
     first, second = train_version(accuracy=0.9), train_version(accuracy=0.8)
-    model_registry.deploy(first, operator, "baseline")
+    deployments.deploy(first, operator, "baseline")
     page.goto(f"{live_server.url}/login/")
     log_in(page, operator)
     page.goto(f"{live_server.url}/models/demo/")
@@ -46,7 +47,7 @@ def test_an_operator_deploys_through_the_confirmation_and_rolls_back(live_server
 
 
 def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, model_demo, page):
-    model_registry.deploy(train_version(constant=4), operator, "baseline")
+    deployments.deploy(train_version(constant=4), operator, "baseline")
     page.goto(f"{live_server.url}/login/")
     log_in(page, operator)
     page.goto(f"{live_server.url}/tokens/")

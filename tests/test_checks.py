@@ -8,7 +8,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from app.registry import registry
+from app.pipelines.registry import registry
 
 BROKEN = "tests.fixtures.broken_pipelines"
 

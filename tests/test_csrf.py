@@ -3,8 +3,8 @@
 import pytest
 from django.test import Client
 
-from app import engine, paramsets
 from app.models import AuditEvent, ParameterSet, Run
+from app.runs import engine, paramsets
 
 pytestmark = pytest.mark.django_db
 

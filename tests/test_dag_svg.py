@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import pygraphviz
 import pytest
 
-from app import dag_svg
-from app.dag_svg import STATUS_LABELS, apply_status, is_large, render_layout
+from app.pipelines import dag_svg
+from app.pipelines.dag_svg import STATUS_LABELS, apply_status, is_large, render_layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 from huey.contrib.djhuey import HUEY
 
-from app import engine, run_actions, tasks
 from app.models import Run, WorkerHeartbeat
+from app.runs import actions, engine, tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def test_it_counts_what_is_broken_and_what_runs(operator_client, empty_queue):
 def test_it_leaves_cancelled_runs_out_of_the_success_rate(operator_client, operator):
     finished("fanout_demo", rows="5")
     run, _ready = engine.start_run("fanout_demo", {})
-    run_actions.cancel(run, operator)
+    actions.cancel(run, operator)
 
     assert '<div class="value">100%</div>' in html(operator_client.get("/dashboard/"))
 

@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from app import artifacts, engine
+from app import artifacts
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
-from app.registry import ParamError, Params, param, registry
+from app.pipelines.registry import ParamError, Params, param, registry
+from app.runs import engine
 
 pytestmark = pytest.mark.django_db
 

@@ -6,11 +6,23 @@ import threading
 import pytest
 from django.db import connection
 
-from app import artifacts, engine, model_registry, serving
+from app import artifacts
+from app.mlmodels import deployments, serving
 from app.models import (
-    AuditEvent, Deployment, DeploymentKind, ModelVersion, Promotion, PromotionRule, RegisteredModel, ResultTable,
-    Run, StepRun, Verdict,
+    AuditEvent,
+    Deployment,
+    DeploymentKind,
+    ModelVersion,
+    Promotion,
+    PromotionRule,
+    RegisteredModel,
+    ResultTable,
+    Run,
+    StepRun,
+    Verdict,
 )
+from app.runs import engine
+from app.tracking import versions
 from tests.conftest import make_user, train_version
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +68,7 @@ def test_it_numbers_concurrent_registrations_without_gaps_or_repeats(model_demo,
     def register(step_run):
         try:
             barrier.wait()
-            model_registry.register(step_run, "raced", {"w": step_run.pk}, {"accuracy": 0.5}, "joblib")
+            versions.register(step_run, "raced", {"w": step_run.pk}, {"accuracy": 0.5}, "joblib")
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
@@ -100,8 +112,8 @@ def test_a_bad_registration_fails_the_step_with_a_clear_message(define, call, me
 
 def test_deploy_makes_a_version_live_with_history_and_audit(model_demo, ops):
     v1, v2 = train_version(accuracy=0.8), train_version(accuracy=0.9)
-    model_registry.deploy(v1, ops, "first release")
-    model_registry.deploy(v2, ops, "better accuracy")
+    deployments.deploy(v1, ops, "first release")
+    deployments.deploy(v2, ops, "better accuracy")
     model = RegisteredModel.objects.get(name="demo")
     assert model.live.version == v2
     history = list(Deployment.objects.filter(model=model).order_by("id"))
@@ -118,11 +130,11 @@ def test_deploy_makes_a_version_live_with_history_and_audit(model_demo, ops):
 
 def test_rollback_goes_back_to_the_previous_live_version(model_demo, ops):
     v1, v2, _v3 = train_version(), train_version(), train_version()
-    model_registry.deploy(v1, ops, "one")
-    model_registry.deploy(v2, ops, "two")
+    deployments.deploy(v1, ops, "one")
+    deployments.deploy(v2, ops, "two")
     model = RegisteredModel.objects.get(name="demo")
-    assert model_registry.previous_live(model) == v1
-    deployment = model_registry.rollback(model, ops, "v2 misbehaves")
+    assert deployments.previous_live(model) == v1
+    deployment = deployments.rollback(model, ops, "v2 misbehaves")
     assert deployment.kind == DeploymentKind.ROLLBACK and deployment.version == v1
     model.refresh_from_db()
     assert model.live.version == v1
@@ -131,9 +143,9 @@ def test_rollback_goes_back_to_the_previous_live_version(model_demo, ops):
 
 def test_redeploy_starts_a_new_deployment_of_the_live_version(model_demo, ops):
     v1 = train_version()
-    first = model_registry.deploy(v1, ops, "one")
+    first = deployments.deploy(v1, ops, "one")
     model = RegisteredModel.objects.get(name="demo")
-    again = model_registry.redeploy(model, ops, "reload after disk repair")
+    again = deployments.redeploy(model, ops, "reload after disk repair")
     assert again.version == v1 and again.kind == DeploymentKind.REDEPLOY and again.pk > first.pk
     model.refresh_from_db()
     assert model.live == again
@@ -144,24 +156,24 @@ def test_redeploy_starts_a_new_deployment_of_the_live_version(model_demo, ops):
                                              ("x" * 201, "keep it to 200")])
 def test_a_deploy_needs_a_short_reason(model_demo, ops, reason, message):
     version = train_version()
-    with pytest.raises(model_registry.DeployRefused, match=message):
-        model_registry.deploy(version, ops, reason)
+    with pytest.raises(deployments.DeployRefused, match=message):
+        deployments.deploy(version, ops, reason)
     assert not Deployment.objects.exists() and not AuditEvent.objects.filter(action="deploy").exists()
 
 
 def test_refusals_change_nothing(model_demo, ops):
     v1 = train_version()
     model = RegisteredModel.objects.get(name="demo")
-    with pytest.raises(model_registry.DeployRefused, match="nothing to redeploy"):
-        model_registry.redeploy(model, ops, "why not")
-    with pytest.raises(model_registry.DeployRefused, match="no earlier live version"):
-        model_registry.rollback(model, ops, "why not")
-    model_registry.deploy(v1, ops, "one")
-    with pytest.raises(model_registry.DeployRefused, match="already live"):
-        model_registry.deploy(v1, ops, "again")
+    with pytest.raises(deployments.DeployRefused, match="nothing to redeploy"):
+        deployments.redeploy(model, ops, "why not")
+    with pytest.raises(deployments.DeployRefused, match="no earlier live version"):
+        deployments.rollback(model, ops, "why not")
+    deployments.deploy(v1, ops, "one")
+    with pytest.raises(deployments.DeployRefused, match="already live"):
+        deployments.deploy(v1, ops, "again")
     model.refresh_from_db()
-    with pytest.raises(model_registry.DeployRefused, match="no earlier live version"):
-        model_registry.rollback(model, ops, "why not")
+    with pytest.raises(deployments.DeployRefused, match="no earlier live version"):
+        deployments.rollback(model, ops, "why not")
     assert Deployment.objects.count() == 1
 
 
@@ -169,16 +181,16 @@ def test_a_version_from_a_failed_step_cannot_go_live(model_demo, ops):
     run = engine.run_inline(*engine.start_run("t_model_demo", {"fail_after_register": True}))
     assert run.status == "failed"
     version = ModelVersion.objects.get(run=run)
-    with pytest.raises(model_registry.DeployRefused, match="did not succeed"):
-        model_registry.deploy(version, ops, "try")
+    with pytest.raises(deployments.DeployRefused, match="did not succeed"):
+        deployments.deploy(version, ops, "try")
     assert not Deployment.objects.exists()
 
 
 def test_a_version_whose_file_is_gone_cannot_go_live(model_demo, ops):
     version = train_version()
     artifacts.resolve(version.file_path).unlink()
-    with pytest.raises(model_registry.DeployRefused, match="cannot be loaded"):
-        model_registry.deploy(version, ops, "try")
+    with pytest.raises(deployments.DeployRefused, match="cannot be loaded"):
+        deployments.deploy(version, ops, "try")
     assert not Deployment.objects.exists()
 
 
@@ -186,8 +198,8 @@ def test_a_stored_path_outside_the_store_is_never_loaded(model_demo, ops):
     version = train_version()
     ModelVersion.objects.filter(pk=version.pk).update(file_path="../../etc/passwd")
     version.refresh_from_db()
-    with pytest.raises(model_registry.DeployRefused, match="outside the artifact store"):
-        model_registry.deploy(version, ops, "try")
+    with pytest.raises(deployments.DeployRefused, match="outside the artifact store"):
+        deployments.deploy(version, ops, "try")
 
 
 # --- retrain and deploy ------------------------------------------------------------------
@@ -208,7 +220,7 @@ def retrain_run(ops, rule, metric="accuracy", **params):
 ])
 def test_a_promotion_rule_deploys_only_a_version_that_passes_it(model_demo, ops, rule, new, promoted):
     live = train_version(accuracy=0.9)
-    model_registry.deploy(live, ops, "baseline")
+    deployments.deploy(live, ops, "baseline")
     promotion = retrain_run(ops, rule, accuracy=new)
     model = RegisteredModel.objects.select_related("live__version").get(name="demo")
     assert promotion.verdict == (Verdict.PROMOTED if promoted else Verdict.KEPT)
@@ -227,7 +239,7 @@ def test_a_promotion_rule_deploys_only_a_version_that_passes_it(model_demo, ops,
 
 def test_never_auto_deploy_records_the_numbers_but_keeps_the_live_version(model_demo, ops):
     live = train_version(accuracy=0.5)
-    model_registry.deploy(live, ops, "baseline")
+    deployments.deploy(live, ops, "baseline")
     promotion = retrain_run(ops, PromotionRule.NEVER, accuracy=0.99)
     assert promotion.verdict == Verdict.KEPT and "never auto-deploy" in promotion.message
     assert (promotion.candidate_value, promotion.live_value) == (0.99, 0.5)
@@ -243,7 +255,7 @@ def test_with_nothing_live_the_rule_deploys_the_new_version(model_demo, ops):
 
 def test_a_failed_retrain_run_deploys_nothing(model_demo, ops):
     live = train_version(accuracy=0.5)
-    model_registry.deploy(live, ops, "baseline")
+    deployments.deploy(live, ops, "baseline")
     promotion = retrain_run(ops, PromotionRule.AT_LEAST, accuracy=0.99, fail_after_register=True)
     assert promotion.run.status == "failed"
     assert promotion.verdict == Verdict.KEPT and promotion.message == "not deployed: the run failed"
@@ -252,7 +264,7 @@ def test_a_failed_retrain_run_deploys_nothing(model_demo, ops):
 
 def test_a_missing_metric_keeps_the_live_version(model_demo, ops):
     live = train_version(accuracy=0.5)
-    model_registry.deploy(live, ops, "baseline")
+    deployments.deploy(live, ops, "baseline")
     promotion = retrain_run(ops, PromotionRule.AT_LEAST, metric="recall", accuracy=0.99)
     assert promotion.verdict == Verdict.KEPT and "has no metric 'recall'" in promotion.message
     assert RegisteredModel.objects.get(name="demo").live.version == live

@@ -3,8 +3,9 @@ confirmation, rollback, redeploy, retrain-and-deploy; and the run page's part of
 
 import pytest
 
-from app import engine, model_registry, paramsets
+from app.mlmodels import deployments
 from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Run
+from app.runs import engine, paramsets
 from tests.conftest import train_version
 
 pytestmark = pytest.mark.django_db
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.django_db
 def three(model_demo, operator):
     """demo v1 (accuracy 0.7), v2 (0.9, live, deployed after v1), v3 (0.8)."""
     versions = [train_version(accuracy=a) for a in (0.7, 0.9, 0.8)]
-    model_registry.deploy(versions[0], operator, "first release")
-    model_registry.deploy(versions[1], operator, "better <b>accuracy</b>")
+    deployments.deploy(versions[0], operator, "first release")
+    deployments.deploy(versions[1], operator, "better <b>accuracy</b>")
     return versions
 
 

@@ -6,11 +6,13 @@ from typing import Literal, Optional
 
 import pytest
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from app import engine, paramsets
 from app.models import AuditEvent, ParameterSet, Run
-from app.registry import ParamError, Params, param, registry
+from app.pipelines.registry import ParamError, Params, param, registry
+from app.runs import engine, paramsets
 
 pytestmark = pytest.mark.django_db
 

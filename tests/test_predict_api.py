@@ -10,10 +10,14 @@ import urllib.request
 
 import pytest
 from django.test import Client, override_settings
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from app import artifacts, model_registry, tokens
+from app import artifacts
+from app.mlmodels import deployments
 from app.models import ApiToken, AuditEvent, ModelVersion
+from app.web import tokens
 from tests.conftest import make_user, train_version, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +38,7 @@ def secret(ops):
 @pytest.fixture
 def deployed(model_demo, ops):
     version = train_version(constant=3)
-    model_registry.deploy(version, ops, "first")
+    deployments.deploy(version, ops, "first")
     return version
 
 
@@ -59,9 +63,9 @@ def test_it_takes_the_path_with_a_trailing_slash_too(deployed, secret):
 def test_the_next_request_after_a_deploy_uses_the_new_version(deployed, secret, ops):
     assert post(secret, {"instances": [[0, 0]]}).json()["version"] == 1
     newer = train_version(constant=8)
-    model_registry.deploy(newer, ops, "newer")
+    deployments.deploy(newer, ops, "newer")
     assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 2, "predictions": [8]}
-    model_registry.rollback(newer.model, ops, "back")
+    deployments.rollback(newer.model, ops, "back")
     assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 1, "predictions": [3]}
 
 
@@ -71,7 +75,7 @@ def test_a_redeploy_reloads_the_file_from_the_store(deployed, secret, ops):
     replacement = train_version(constant=5)
     artifacts.resolve(deployed.file_path).write_bytes(artifacts.resolve(replacement.file_path).read_bytes())
     assert post(secret, {"instances": [[0, 0]]}).json()["predictions"] == [3]  # still the loaded one
-    model_registry.redeploy(deployed.model, ops, "file repaired")
+    deployments.redeploy(deployed.model, ops, "file repaired")
     assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 1, "predictions": [5]}
 
 
@@ -128,7 +132,7 @@ def test_a_body_over_the_upload_limit_is_a_413(deployed, secret):
 
 def test_a_deployed_file_that_cannot_be_loaded_is_a_503_naming_the_version(model_demo, secret, ops):
     version = train_version(constant=6)
-    model_registry.deploy(version, ops, "first")
+    deployments.deploy(version, ops, "first")
     artifacts.resolve(version.file_path).write_bytes(b"not a model")
     response = post(secret, {"instances": [[1, 2]]})
     assert response.status_code == 503
@@ -250,7 +254,7 @@ def test_every_web_process_switches_at_once_and_no_request_sees_a_mix(model_demo
         version = train_version(constant=constant)
         constants[version.version] = constant
     versions = {v.version: v for v in ModelVersion.objects.filter(model__name="demo")}
-    model_registry.deploy(versions[1], ops, "start")
+    deployments.deploy(versions[1], ops, "start")
     wait_for(lambda: call(web_server, secret, [[0, 0]])["version"] == 1, message="the server to answer")
 
     stop = threading.Event()
@@ -270,7 +274,7 @@ def test_every_web_process_switches_at_once_and_no_request_sees_a_mix(model_demo
     try:
         for i in range(10):
             target = 2 if i % 2 == 0 else 1
-            model_registry.deploy(versions[target], ops, f"switch {i}")
+            deployments.deploy(versions[target], ops, f"switch {i}")
             # At once, in every process: each of the next requests (spread over both
             # gunicorn workers) answers from the new version.
             for _ in range(6):

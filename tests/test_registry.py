@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from app.registry import ParamError, Params, Pipeline, Registry, param
+from app.pipelines.registry import ParamError, Params, Pipeline, Registry, param
 
 
 def pipeline_with(params_class):
@@ -404,7 +404,7 @@ def test_it_reports_params_that_are_not_a_params_class():
 
     (problem,) = pipeline_with(NotParams).validate()
 
-    assert "is not a subclass of app.registry.Params" in problem
+    assert "is not a subclass of app.pipelines.Params" in problem
 
 
 def test_it_gives_a_default_written_as_text_its_declared_type():

@@ -5,9 +5,11 @@ the view does not take gets 405 whoever asks."""
 import pytest
 from django.urls import URLPattern, get_resolver
 
-from app import engine, model_registry, paramsets, tokens
-from app.access import POLICY_ATTR
+from app.mlmodels import deployments
 from app.models import ApiToken, AuditEvent, Deployment, ParameterSet, ParameterSetRevision, Promotion, Run, StepRun
+from app.runs import engine, paramsets
+from app.web import tokens
+from app.web.access import POLICY_ATTR
 from tests.conftest import make_user, train_version
 
 pytestmark = pytest.mark.django_db
@@ -48,8 +50,8 @@ def world(model_demo):
     run = engine.run_inline(*engine.start_run("fanout_demo", {"rows": "5"}))
     pset = paramsets.create("fanout_demo", "s", {"rows": 5, "seed": 7, "pause": 0.0}, operator)
     first, second = train_version(), train_version()
-    model_registry.deploy(first, operator, "one")
-    model_registry.deploy(second, operator, "two")
+    deployments.deploy(first, operator, "one")
+    deployments.deploy(second, operator, "two")
     return {
         "anonymous": None,
         "stakeholder": make_user("stella", "stakeholders"),

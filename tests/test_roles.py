@@ -1,6 +1,6 @@
 from django.contrib.auth.models import Group
 
-from app.access import is_operator
+from app.web.access import is_operator
 from tests.conftest import make_user
 
 

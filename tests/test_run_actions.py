@@ -5,9 +5,10 @@ import datetime
 import pytest
 from django.urls import reverse
 
-from app import artifacts, engine, run_actions, watchdog
+from app import artifacts
 from app.models import AuditEvent, Run, Status, StepRun
-from app.registry import registry
+from app.pipelines.registry import registry
+from app.runs import actions, engine, statements, watchdog
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +65,7 @@ def output(step_run):
 def test_it_plans_to_rerun_the_failed_step_and_everything_below_it(diamond):
     run = finished_run("t_diamond")
 
-    assert run_actions.retry_plan(run) == (["right", "bottom"], ["top", "left"])
+    assert actions.retry_plan(run) == (["right", "bottom"], ["top", "left"])
 
 
 def test_it_retries_from_failure_reusing_the_outputs_that_succeeded(diamond, operator):
@@ -72,7 +73,7 @@ def test_it_retries_from_failure_reusing_the_outputs_that_succeeded(diamond, ope
     BROKEN["right"] = False  # the fix
     CALLS.clear()
 
-    retry, ready = run_actions.retry_from_failure(failed, operator)
+    retry, ready = actions.retry_from_failure(failed, operator)
     retry = engine.run_inline(retry, ready)
 
     assert retry.status == Status.SUCCEEDED
@@ -86,10 +87,10 @@ def test_it_retries_from_failure_reusing_the_outputs_that_succeeded(diamond, ope
 
 def test_it_counts_attempts_along_a_chain_of_retries(diamond, operator):
     failed = finished_run("t_diamond")
-    second = engine.run_inline(*run_actions.retry_from_failure(failed, operator))
+    second = engine.run_inline(*actions.retry_from_failure(failed, operator))
     BROKEN["right"] = False
 
-    third = engine.run_inline(*run_actions.retry_from_failure(second, operator))
+    third = engine.run_inline(*actions.retry_from_failure(second, operator))
 
     assert (second.attempt, third.attempt, third.retry_of, third.status) == (2, 3, failed, Status.SUCCEEDED)
     assert steps(third)["left"].reused_from == steps(failed)["left"]
@@ -98,8 +99,8 @@ def test_it_counts_attempts_along_a_chain_of_retries(diamond, operator):
 def test_it_refuses_to_retry_a_run_that_succeeded(operator):
     run = finished_run("fanout_demo", rows="5")
 
-    with pytest.raises(run_actions.ActionRefused, match="Only a failed or cancelled run can be retried"):
-        run_actions.retry_from_failure(run, operator)
+    with pytest.raises(actions.ActionRefused, match="Only a failed or cancelled run can be retried"):
+        actions.retry_from_failure(run, operator)
     assert Run.objects.count() == 1
 
 
@@ -112,14 +113,14 @@ def test_it_refuses_to_retry_when_the_steps_changed(diamond, define, operator):
         return 1
 
     registry.defined.remove(diamond)  # the new definition replaces the old one
-    with pytest.raises(run_actions.ActionRefused, match="The steps of t_diamond changed"):
-        run_actions.retry_from_failure(failed, operator)
+    with pytest.raises(actions.ActionRefused, match="The steps of t_diamond changed"):
+        actions.retry_from_failure(failed, operator)
 
 
 def test_it_reruns_with_the_same_parameters(operator):
     run = finished_run("fanout_demo", rows="7")
 
-    new, ready = run_actions.rerun(run, operator)
+    new, ready = actions.rerun(run, operator)
 
     assert (new.params, new.trigger_source, new.steps_finished, len(ready)) == (run.params, "rerun", 0, 1)
 
@@ -127,7 +128,7 @@ def test_it_reruns_with_the_same_parameters(operator):
 def test_it_cancels_a_queued_run_at_once(operator):
     run, _ready = engine.start_run("fanout_demo", {})
 
-    run = run_actions.cancel(run, operator)
+    run = actions.cancel(run, operator)
 
     assert (run.status, run.cancelled_by, run.steps_finished) == (Status.CANCELLED, operator, 5)
     assert set(StepRun.objects.filter(run=run).values_list("status", flat=True)) == {Status.CANCELLED}
@@ -135,7 +136,7 @@ def test_it_cancels_a_queued_run_at_once(operator):
 
 def test_it_never_starts_a_step_of_a_cancelled_run(operator):
     run, ready = engine.start_run("fanout_demo", {})
-    run_actions.cancel(run, operator)
+    actions.cancel(run, operator)
 
     assert list(engine.execute_step(ready[0])) == []
     assert StepRun.objects.get(pk=ready[0]).attempt == 0
@@ -143,8 +144,8 @@ def test_it_never_starts_a_step_of_a_cancelled_run(operator):
 
 def test_it_lets_a_running_step_finish_and_starts_nothing_after_it(operator):
     run, ready = engine.start_run("fanout_demo", {"rows": "5"})
-    claimed = engine.engine_sql.claim(ready[0], run.created_at, "test")  # `load` is running
-    run_actions.cancel(run, operator)
+    claimed = statements.claim(ready[0], run.created_at, "test")  # `load` is running
+    actions.cancel(run, operator)
 
     assert engine._record_success(claimed, "", "runs/x.pkl") == []
     run.refresh_from_db()
@@ -155,8 +156,8 @@ def test_it_lets_a_running_step_finish_and_starts_nothing_after_it(operator):
 def test_it_refuses_to_cancel_a_finished_run(operator):
     run = finished_run("fanout_demo", rows="5")
 
-    with pytest.raises(run_actions.ActionRefused, match="has already finished"):
-        run_actions.cancel(run, operator)
+    with pytest.raises(actions.ActionRefused, match="has already finished"):
+        actions.cancel(run, operator)
 
 
 # --- the views --------------------------------------------------------------------------------
@@ -267,8 +268,8 @@ def test_it_refuses_the_wrong_method(operator_client, method, name):
 
 def test_it_stops_a_lost_step_of_a_cancelled_run_instead_of_queueing_it(operator):
     run, ready = engine.start_run("fanout_demo", {})
-    engine.engine_sql.claim(ready[0], run.created_at, "gone:1:t")
-    run_actions.cancel(run, operator)
+    statements.claim(ready[0], run.created_at, "gone:1:t")
+    actions.cancel(run, operator)
     StepRun.objects.filter(pk=ready[0]).update(heartbeat_at=run.created_at - datetime.timedelta(hours=1))
 
     assert watchdog.rescue_lost_steps() == []

@@ -13,10 +13,10 @@ from django.test import Client
 from django.urls import URLPattern, get_resolver
 from huey.contrib.djhuey import HUEY
 
-from app import engine
-from app.access import POLICY_ATTR
 from app.models import AuditEvent, Run, Status, StepRun
-from app.registry import pipeline, registry
+from app.pipelines.registry import pipeline, registry
+from app.runs import engine
+from app.web.access import POLICY_ATTR
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ import signal
 import pytest
 from django.test import override_settings
 
-from app import tasks, watchdog
 from app.models import Run, Status
+from app.runs import tasks, watchdog
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

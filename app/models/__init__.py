@@ -1,6 +1,9 @@
-"""The app's models, by topic: runs.py (pipelines' history) and registry.py (models)."""
+"""The app's models, by topic: runs.py (pipelines' history: snapshots, runs, step runs,
+metrics, parameter sets, the audit trail) and mlmodels.py (model versions, deployments,
+retrain verdicts, result tables, API tokens). Beneath every other package: nothing here
+imports the rest of the app."""
 
-from app.models.registry import (  # noqa: F401
+from app.models.mlmodels import (  # noqa: F401
     ApiToken, Deployment, DeploymentKind, ModelVersion, Promotion, PromotionRule, RegisteredModel, ResultKind,
     ResultTable, Verdict,
 )

@@ -7,8 +7,6 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from app import dag_svg
-
 
 class PipelineSnapshot(models.Model):
     """The DAG a run ran: steps, edges, docstrings, sources. Shared by every run of the same
@@ -17,7 +15,8 @@ class PipelineSnapshot(models.Model):
     pipeline_name = models.CharField(max_length=100)
     source_hash = models.CharField(max_length=64)
     graph = models.JSONField()
-    # Graphviz layout with status placeholders (app.dag_svg); filled once, off the hot path.
+    # Graphviz layout with status placeholders (app.pipelines.dag_svg); filled once by
+    # app.runs.tasks.layout_for, off the hot path.
     layout_svg = models.TextField(blank=True)
     # dag_svg.LAYOUT_VERSION the stored layout was made with; an older one is made again.
     layout_version = models.PositiveIntegerField(default=0)
@@ -37,27 +36,6 @@ class PipelineSnapshot(models.Model):
 
     def step(self, name):
         return next((s for s in self.graph["steps"] if s["name"] == name), None)
-
-    @property
-    def layout_is_slow(self):
-        return dag_svg.is_large(self.graph)
-
-    @property
-    def current_layout(self) -> str | None:
-        """The stored layout, unless it is missing or made by an older dag_svg."""
-        if self.layout_svg and self.layout_version == dag_svg.LAYOUT_VERSION:
-            return self.layout_svg
-        return None
-
-    def store_layout(self) -> str:
-        """Run Graphviz once for this snapshot and keep the result."""
-        if self.current_layout is None:
-            self.layout_svg = dag_svg.render_layout(self.graph)
-            self.layout_version = dag_svg.LAYOUT_VERSION
-            PipelineSnapshot.objects.filter(pk=self.pk).update(
-                layout_svg=self.layout_svg, layout_version=self.layout_version
-            )
-        return self.layout_svg
 
 
 class Timed:
@@ -281,7 +259,7 @@ class AuditAction(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """Who did what, when, to what. Written by app.audit.record; never edited."""
+    """Who did what, when, to what. Written by app.runs.audit.record; never edited."""
 
     at = models.DateTimeField(auto_now_add=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -309,7 +287,7 @@ class AuditEvent(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """Last sign of life of each worker process, written by a periodic task (app.tasks)."""
+    """Last sign of life of each worker process, written by a periodic task (app.runs.tasks)."""
 
     name = models.CharField(max_length=200, unique=True, help_text="host:pid")
     last_seen = models.DateTimeField()

@@ -14,7 +14,7 @@ what is measured is the engine's and the queue's own overhead per step.
 
 import os
 
-from app.registry import pipeline
+from app.pipelines import pipeline
 
 SHAPES = ("chain", "fanout")
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from app.registry import registry
+from app.pipelines.registry import registry
 
 
 class Command(BaseCommand):

@@ -2,9 +2,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app import engine, tasks
 from app.models import Run
-from app.registry import ParamError
+from app.pipelines.registry import ParamError
+from app.runs import engine, tasks
 
 
 def parse_param(text):

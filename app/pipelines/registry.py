@@ -1,0 +1,327 @@
+"""Pipelines, their steps and the registry that collects them: the heart of the pipeline
+API (pipeline modules import it through `app.pipelines`).
+
+    from app.pipelines import Params, param, pipeline
+
+    class TrainParams(Params):
+        n_estimators: int = param(100, ge=1, le=2000, help="Trees in the forest")
+
+    train = pipeline("train_classifier", params=TrainParams, description="…")
+
+    @train.step()
+    def load(ctx): ...
+
+    @train.step(after=[load])
+    def fit(ctx, load): ...          # upstream outputs arrive by parameter name
+
+This module has no Django imports: pipeline modules import only the pipeline API and their
+own libraries. Definitions are collected here and checked by `validate()`; the Django side
+(app.apps, app.pipelines.checks) discovers `pipelines/` at start-up and only keeps valid
+pipelines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib
+import inspect
+import json
+import pkgutil
+import re
+import sys
+import textwrap
+import traceback
+import typing
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from app.pipelines import graph as dag
+from app.pipelines.params import DefinitionError, ParamError, Params, param, param_specs
+
+__all__ = ["pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError"]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+# --- pipelines and steps ----------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """A step of a pipeline: a function called with the run context and upstream outputs."""
+
+    pipeline: Pipeline
+    name: str
+    func: typing.Callable
+    after: list[str]
+    inputs: list[str]
+    retries: int = 0
+    retry_delay: float = 0.0
+    backoff: float = 1.0
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
+        return self.retry_delay * self.backoff ** (attempt - 1)
+
+    def __call__(self, *args, **kwargs):
+        return self.func(*args, **kwargs)
+
+    @property
+    def doc(self):
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    @property
+    def source(self):
+        try:
+            return textwrap.dedent(inspect.getsource(self.func))
+        except (OSError, TypeError):
+            return ""
+
+
+@dataclass
+class Pipeline:
+    """A named DAG of steps with typed parameters. Create with `pipeline()`."""
+
+    name: str
+    description: str = ""
+    params_class: type | None = None
+    module: str = ""
+    steps: dict[str, Step] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    _snapshot: dict | None = field(default=None, repr=False, compare=False)
+    _snapshot_steps: int = field(default=0, repr=False, compare=False)
+
+    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1):
+        """Decorator adding a step. `after` lists the steps (functions or names) it waits for;
+        the function's parameters after `ctx` name the upstream steps whose outputs it gets.
+
+        A failed attempt is tried again up to `retries` times, the n-th retry
+        `retry_delay * backoff ** (n - 1)` seconds after the failure."""
+
+        def decorate(func):
+            step_name = name or func.__name__
+            upstream = []
+            for dep in after:
+                if isinstance(dep, Step):
+                    if dep.pipeline is not self:
+                        self.problems.append(
+                            f"step {step_name!r}: depends on {dep.name!r} of another pipeline ({dep.pipeline.name!r})"
+                        )
+                    upstream.append(dep.name)
+                elif isinstance(dep, str):
+                    upstream.append(dep)
+                else:
+                    self.problems.append(f"step {step_name!r}: after= holds {dep!r}, not a step or a step name")
+            signature = inspect.signature(func)
+            names = list(signature.parameters)
+            if not names:
+                self.problems.append(f"step {step_name!r}: its function must take the run context as first argument")
+            if not isinstance(step_name, str) or not step_name.isidentifier():
+                self.problems.append(
+                    f"step {step_name!r}: its name must be a Python identifier (use a def, or pass name=)"
+                )
+            if step_name in self.steps:
+                self.problems.append(f"step {step_name!r} is defined twice")
+            if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+                self.problems.append(f"step {step_name!r}: retries must be a whole number ≥ 0")
+            if not isinstance(retry_delay, (int, float)) or isinstance(retry_delay, bool) or not 0 <= retry_delay <= 86400:
+                self.problems.append(f"step {step_name!r}: retry_delay must be a number of seconds from 0 to 86400")
+            if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or not 1 <= backoff <= 10:
+                self.problems.append(f"step {step_name!r}: backoff must be a number from 1 to 10")
+            step = Step(self, step_name, func, upstream, names[1:], retries, retry_delay, backoff)
+            self.steps.setdefault(step_name, step)
+            return step
+
+        return decorate
+
+    @property
+    def param_specs(self):
+        return param_specs(self.params_class)
+
+    def validate(self):
+        """Return the list of problems with this definition (empty when it is usable)."""
+        problems = list(self.problems)
+        if not NAME_RE.match(self.name):
+            problems.append("its name may only use letters, digits, '_', '-' and '.'")
+        try:
+            self.param_specs
+        except DefinitionError as exc:
+            problems.append(str(exc))
+        if not self.steps:
+            problems.append("it has no steps")
+        for step in self.steps.values():
+            for dep in step.after:
+                if dep not in self.steps:
+                    problems.append(f"step {step.name!r}: depends on unknown step {dep!r}")
+        if problems:
+            return problems
+        graph = self.graph()
+        cycle = dag.find_cycle(graph)
+        if cycle:
+            problems.append("its steps form a cycle: " + " → ".join(cycle + [cycle[0]]))
+            return problems
+        for step in self.steps.values():
+            upstream = nx.ancestors(graph, step.name)
+            for wanted in step.inputs:
+                if wanted not in upstream:
+                    problems.append(
+                        f"step {step.name!r}: asks for input {wanted!r}, which is not a step upstream of it"
+                    )
+        return problems
+
+    def graph(self) -> nx.DiGraph:
+        return dag.build(self.steps.keys(), ((dep, s.name) for s in self.steps.values() for dep in s.after))
+
+    def snapshot(self) -> dict:
+        """The JSON description of this DAG kept with every run: steps in topological order,
+        edges, docstrings, sources and a hash that changes whenever any of them changes.
+        Computed once per definition (reading sources is slow; the code cannot change
+        without the module being imported again, which makes a new Pipeline)."""
+        if self._snapshot is None or self._snapshot_steps != len(self.steps):
+            self._snapshot = self._build_snapshot()
+            self._snapshot_steps = len(self.steps)
+        return self._snapshot
+
+    def _build_snapshot(self) -> dict:
+        graph = self.graph()
+        order = dag.topological_order(graph)
+        steps = [
+            {
+                "name": s.name,
+                "doc": s.doc,
+                "source": s.source,
+                "after": list(s.after),
+                "inputs": list(s.inputs),
+                "retries": s.retries,
+                "retry_delay": s.retry_delay,
+                "backoff": s.backoff,
+            }
+            for s in (self.steps[name] for name in order)
+        ]
+        body = {
+            "pipeline": self.name,
+            "description": self.description,
+            "steps": steps,
+            "edges": [list(e) for e in graph.edges],
+            "params": [spec.as_dict() for spec in self.param_specs],
+        }
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        body["source_hash"] = digest
+        return body
+
+    def parse_params(self, values: dict) -> dict:
+        """Validate raw values (strings from a form or CLI, or Python values) against the
+        declaration. Returns the full parameter dict (defaults filled in, JSON-ready) or
+        raises ParamError listing every problem."""
+        specs = {spec.name: spec for spec in self.param_specs}
+        errors = {}
+        unknown = sorted(set(values) - set(specs))
+        for name in unknown:
+            known = ", ".join(sorted(specs)) or "none"
+            errors[name] = f"unknown parameter (this pipeline takes: {known})"
+        result = {}
+        for name, spec in specs.items():
+            if name in values:
+                try:
+                    result[name] = spec.to_json(spec.coerce(values[name]))
+                except ValueError as exc:
+                    errors[name] = str(exc)
+            elif spec.required:
+                errors[name] = "a value is required"
+            else:
+                result[name] = spec.to_json(spec.default)
+        if errors:
+            raise ParamError(errors)
+        return result
+
+    def make_params(self, values: dict):
+        """The Params object a step sees as `ctx.params`, from a stored parameter dict."""
+        specs = self.param_specs
+        kwargs = {}
+        for spec in specs:
+            value = values.get(spec.name)
+            if spec.type is datetime.date and isinstance(value, str):
+                value = datetime.date.fromisoformat(value)
+            kwargs[spec.name] = value
+        return (self.params_class or Params)(**kwargs)
+
+
+# --- the registry -----------------------------------------------------------------------
+
+
+class Registry:
+    """All pipelines defined by imported modules, like Django admin's site registry."""
+
+    def __init__(self):
+        self.defined: list[Pipeline] = []
+        self.import_errors: dict[str, str] = {}
+        self._valid: dict[str, Pipeline] | None = None
+
+    def add(self, pipe: Pipeline):
+        self.defined.append(pipe)
+        self._valid = None
+
+    def problems(self) -> dict[str, list[str]]:
+        """Definition problems by pipeline name (duplicates included)."""
+        found = {}
+        seen = {}
+        for pipe in self.defined:
+            if pipe.name in seen:
+                found.setdefault(pipe.name, []).append(
+                    f"the name is defined twice (in {seen[pipe.name]} and {pipe.module})"
+                )
+                continue
+            seen[pipe.name] = pipe.module
+            issues = pipe.validate()
+            if issues:
+                found[pipe.name] = issues
+        return found
+
+    def pipelines(self) -> dict[str, Pipeline]:
+        """The usable pipelines, by name: a pipeline with any problem is left out whole."""
+        if self._valid is None:
+            bad = self.problems()
+            valid = {}
+            for pipe in self.defined:
+                if pipe.name not in bad and pipe.name not in valid:
+                    valid[pipe.name] = pipe
+            self._valid = dict(sorted(valid.items()))
+        return self._valid
+
+    def get(self, name) -> Pipeline | None:
+        return self.pipelines().get(name)
+
+    def discover(self, package_name: str):
+        """Import every module of `package_name`; remember each import failure by module."""
+        self.defined.clear()
+        self.import_errors.clear()
+        self._valid = None
+        try:
+            package = importlib.import_module(package_name)
+        except Exception:
+            self.import_errors[package_name] = traceback.format_exc(limit=-3)
+            return
+        for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+            try:
+                # A second discovery (tests, autoreload) must run the module again so its
+                # pipelines register anew.
+                if info.name in sys.modules:
+                    importlib.reload(sys.modules[info.name])
+                else:
+                    importlib.import_module(info.name)
+            except Exception:
+                self.import_errors[info.name] = traceback.format_exc(limit=-3)
+
+
+registry = Registry()
+
+
+def pipeline(name: str, *, params=None, description: str = "") -> Pipeline:
+    """Define a pipeline. Add steps with the `@p.step(after=[...])` decorator."""
+    pipe = Pipeline(name=name, description=inspect.cleandoc(description), params_class=params)
+    frame = inspect.currentframe().f_back
+    pipe.module = frame.f_globals.get("__name__", "") if frame else ""
+    registry.add(pipe)
+    return pipe

@@ -1,0 +1,376 @@
+"""The state machine of a run.
+
+A run's step runs go pending → queued → running → succeeded / failed, or pending →
+upstream_failed when something above them failed. Every change is a conditional UPDATE, so a
+step run is claimed by at most one worker however often its task is delivered. The engine
+never enqueues anything itself: `start_run` and `execute_step` return the ids of step runs
+that became ready, and the caller (app.runs.tasks for the queue, `run_inline` for --sync) decides
+how to run them. That keeps one code path for the worker, the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import traceback as tb
+
+from django.db import transaction
+from django.utils import timezone
+
+from app import artifacts
+from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
+from app.pipelines import graph as dag
+from app.pipelines.registry import ParamError, registry
+from app.runs import capture, statements
+from app.runs.watchdog import heartbeat
+from app.tracking import results, versions
+
+log = logging.getLogger(__name__)
+logging.getLogger("pipelines").setLevel(logging.INFO)
+
+
+class UnknownPipeline(LookupError):
+    """No valid pipeline of that name is registered."""
+
+    def __init__(self, name):
+        self.name = name
+        known = ", ".join(registry.pipelines()) or "none"
+        super().__init__(f"there is no pipeline named {name!r} (known pipelines: {known})")
+
+
+__all__ = ["UnknownPipeline", "ParamError", "RunCancelled", "Ready", "start_run", "execute_step", "run_inline", "StepContext"]
+
+
+class RunCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` when an operator cancelled the run: the step stops
+    and is recorded as cancelled, not failed."""
+
+
+class Ready(list):
+    """The step run ids that may run now, and in `.later` (id, seconds) pairs of retries
+    that may run after a delay. A list, so callers that only run what is ready now can
+    treat it as one."""
+
+    def __init__(self, ids=(), later=()):
+        super().__init__(ids)
+        self.later = list(later)
+
+
+class StepContext:
+    """What a step function receives as its first argument.
+
+    - `ctx.params`: the run's parameters (an instance of the pipeline's Params class)
+    - `ctx.logger`: a logger whose records are stored on the step run
+    - `ctx.log_metric(name, value)`: record a number shown on the run page
+    - `ctx.run_id`, `ctx.step_run_id`, `ctx.attempt`, `ctx.pipeline_name`, `ctx.step_name`
+    - `ctx.artifacts_dir`: a directory for extra files this step writes
+    - `ctx.cancel_requested` / `ctx.check_cancelled()`: stop early when the run is cancelled
+    - `ctx.register_model(name, obj, metrics={...})`: save a new version of a model
+    - `ctx.log_table(name, rows)` / `ctx.log_confusion_matrix(y_true, y_pred)`: small
+      results shown on the run page (and on the page of a version this step registers)
+    """
+
+    def __init__(self, step_run: StepRun, params):
+        self._step_run = step_run
+        self.params = params
+        self.run_id = step_run.run_id
+        self.step_run_id = step_run.pk
+        self.attempt = step_run.attempt
+        self.pipeline_name = step_run.run.pipeline_name
+        self.step_name = step_run.step_name
+        self.logger = logging.getLogger(f"pipelines.{self.pipeline_name}.{self.step_name}")
+        self._cancelled = False
+        self._cancel_checked_at = float("-inf")
+
+    @property
+    def artifacts_dir(self):
+        return artifacts.step_dir(self.run_id, self.step_name)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether an operator cancelled the run. Cheap to call in a loop: it looks at the
+        database at most once a second."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_checked_at >= 1.0:
+            self._cancel_checked_at = now
+            self._cancelled = Run.objects.filter(pk=self.run_id, cancel_requested_at__isnull=False).exists()
+        return self._cancelled
+
+    def check_cancelled(self):
+        """Raise RunCancelled if the run was cancelled; call it in long loops."""
+        if self.cancel_requested:
+            raise RunCancelled(f"run #{self.run_id} was cancelled")
+
+    def log_metric(self, name: str, value: float):
+        """Record a metric of this run (a finite number under a name of up to 100 characters)."""
+        number = results.check_metric(name, value)
+        Metric.objects.create(step_run=self._step_run, run_id=self.run_id, name=name, value=number)
+
+    def register_model(self, name: str, obj, metrics: dict | None = None, format: str = "joblib"):
+        """Save `obj` as the next version of model `name` (1, 2, 3 …) with its metrics; the
+        version records this run, step, parameters and pipeline snapshot as its lineage.
+        `format` names how the file is written (app.tracking.formats; joblib by default).
+        Returns the version number."""
+        return versions.register(self._step_run, name, obj, metrics, format).version
+
+    def log_table(self, name: str, rows, columns=None):
+        """Attach a small table (up to 500 rows × 50 columns): rows as dicts, or as lists
+        with `columns` given. Cells are numbers, text or None."""
+        data = results.table_data(rows, columns)
+        self._save_result(name, ResultKind.TABLE, data)
+
+    def log_confusion_matrix(self, y_true, y_pred, labels=None, display_labels=None, name="Confusion matrix"):
+        """Attach a classifier's confusion matrix (true classes as rows), shown as a heat-map.
+        `labels` fixes the classes and their order; `display_labels` names them."""
+        data = results.confusion_data(y_true, y_pred, labels, display_labels)
+        self._save_result(name, ResultKind.CONFUSION, data)
+
+    def _save_result(self, name, kind, data):
+        ResultTable.objects.create(
+            run_id=self.run_id, step_run_id=self.step_run_id, name=results.check_name(name), kind=kind, data=data
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def snapshot_graph(snapshot_id: int, source_hash: str) -> dict:
+    """A snapshot's JSON, loaded once per process (snapshots never change; the hash in the
+    key guards against a reused id after a rolled-back test transaction)."""
+    return PipelineSnapshot.objects.values_list("graph", flat=True).get(pk=snapshot_id, source_hash=source_hash)
+
+
+@functools.lru_cache(maxsize=256)
+def snapshot_dag(snapshot_id: int, source_hash: str):
+    """A snapshot's networkx graph, built once per process; node data holds the retry rules."""
+    body = snapshot_graph(snapshot_id, source_hash)
+    graph = dag.from_snapshot(body)
+    for step in body["steps"]:
+        graph.nodes[step["name"]].update(
+            retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1)
+        )
+    return graph
+
+
+def snapshot_for(pipe) -> PipelineSnapshot:
+    """The stored snapshot of the pipeline's current code (created on first use)."""
+    body = pipe.snapshot()
+    snapshot, _created = PipelineSnapshot.objects.get_or_create(
+        pipeline_name=pipe.name, source_hash=body["source_hash"], defaults={"graph": body}
+    )
+    return snapshot
+
+
+def start_run(
+    pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None
+):
+    """Create a run and its step runs in one transaction.
+
+    Validates the parameters first (raises ParamError naming each bad one, UnknownPipeline
+    for an unknown name) so nothing is created from bad input. Returns `(run, ready_ids)`:
+    the caller enqueues `ready_ids` once the transaction has committed.
+    """
+    pipe = registry.get(pipeline_name)
+    if pipe is None:
+        raise UnknownPipeline(pipeline_name)
+    params = pipe.parse_params(raw_params or {})
+    with transaction.atomic():
+        snapshot = snapshot_for(pipe)
+        steps = snapshot.steps
+        now = timezone.now()
+        run = Run.objects.create(
+            snapshot=snapshot,
+            pipeline_name=pipe.name,
+            params=params,
+            triggered_by=user if user is not None and user.is_authenticated else None,
+            trigger_source=source,
+            parameter_revision=parameter_revision,
+            steps_total=len(steps),
+        )
+        StepRun.objects.bulk_create(
+            StepRun(
+                run=run,
+                step_name=step["name"],
+                position=position,
+                status=Status.QUEUED if not step["after"] else Status.PENDING,
+                queued_at=now if not step["after"] else None,
+            )
+            for position, step in enumerate(steps)
+        )
+        ready = list(
+            StepRun.objects.filter(run=run, status=Status.QUEUED).order_by("position").values_list("pk", flat=True)
+        )
+    return run, ready
+
+
+def _worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def _claim(step_run_id) -> StepRun | None:
+    with transaction.atomic():
+        return statements.claim(step_run_id, timezone.now(), _worker_name())
+
+
+def execute_step(step_run_id: int) -> Ready:
+    """Run one step run if it is still queued (or due for a retry); record its outcome.
+
+    Returns the step runs that became ready because of it (see Ready). A step run that is
+    not queued any more (claimed by another worker, cancelled) is left alone.
+    """
+    step_run = _claim(step_run_id)
+    if step_run is None:
+        return Ready()
+    heartbeat.add(step_run.pk)
+    try:
+        return _execute(step_run)
+    finally:
+        heartbeat.discard(step_run.pk)
+
+
+def _execute(step_run: StepRun) -> Ready:
+    run = step_run.run
+
+    def save_log_so_far(text):
+        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(log=text)
+
+    with capture.capture(on_flush=save_log_so_far) as output:
+        try:
+            func, inputs, params = _prepare(step_run)
+            value = func(StepContext(step_run, params), **inputs)
+            output_path = artifacts.save_output(run.pk, step_run.step_name, value)
+        except RunCancelled:
+            return _record_cancelled(step_run, output.getvalue())
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            trace = tb.format_exc()
+            return _record_failure(step_run, output.getvalue(), error, trace)
+    return _record_success(step_run, output.getvalue(), output_path)
+
+
+def _prepare(step_run: StepRun):
+    """Find the step's code, its upstream outputs and its parameters, or raise with a
+    message an operator can act on."""
+    run = step_run.run
+    pipe = registry.get(run.pipeline_name)
+    if pipe is None:
+        problems = registry.problems().get(run.pipeline_name)
+        reason = "; ".join(problems) if problems else "it is no longer defined in pipelines/"
+        raise RuntimeError(f"pipeline {run.pipeline_name!r} cannot run: {reason}")
+    step = pipe.steps.get(step_run.step_name)
+    if step is None:
+        raise RuntimeError(f"step {step_run.step_name!r} no longer exists in pipeline {pipe.name!r}")
+    if pipe.snapshot()["source_hash"] != run.snapshot.source_hash:
+        log.warning(
+            "the pipeline's code changed since this run was started; running the current code of %r", step.name
+        )
+    inputs = {}
+    if step.inputs:
+        paths = dict(
+            StepRun.objects.filter(run=run, step_name__in=step.inputs).values_list("step_name", "output_path")
+        )
+        for name in step.inputs:
+            inputs[name] = artifacts.load_output(paths[name])
+    params = pipe.make_params(run.params)
+    return step.func, inputs, params
+
+
+# Every update below is conditional on the step run still being in *this* attempt: a worker
+# given up for dead (rescue_lost_steps) that finishes after all must not overwrite the
+# attempt that replaced it.
+
+
+def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready:
+    run_id = step_run.run_id
+    graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
+    now = timezone.now()
+    with transaction.atomic():
+        if not statements.mark_succeeded(step_run, now, log_text, output_path):
+            return Ready()
+        # Counting first takes the run's lock (PostgreSQL; SQLite's IMMEDIATE transactions
+        # already serialise), so a sibling finishing at the same moment is seen below.
+        finished, total = statements.count_finished(run_id, 1)
+        successors = list(graph.successors(step_run.step_name))
+        ready = []
+        if successors:
+            # Only the other upstreams of the successors need a look (none in a chain).
+            others = {pred for succ in successors for pred in graph.predecessors(succ)} - {step_run.step_name}
+            statuses = statements.statuses(run_id, others) if others else {}
+            statuses[step_run.step_name] = Status.SUCCEEDED
+            candidates = [
+                succ
+                for succ in successors
+                if all(statuses.get(pred) == Status.SUCCEEDED for pred in graph.predecessors(succ))
+            ]
+            if candidates:
+                # A cancelled run has no pending steps left, so nothing is queued for it.
+                ready = statements.queue_pending(run_id, candidates, now)
+        if finished >= total:
+            statements.close_run(run_id, now)
+    return Ready(ready)
+
+
+def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> Ready:
+    run_id = step_run.run_id
+    graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
+    step = graph.nodes[step_run.step_name]
+    now = timezone.now()
+    this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
+    with transaction.atomic():
+        cancelled = Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+        if step_run.attempt <= step["retries"] and not cancelled:
+            delay = step["retry_delay"] * step["backoff"] ** (step_run.attempt - 1)
+            updated = this_attempt.update(
+                status=Status.RETRYING if delay else Status.QUEUED,
+                queued_at=now + datetime.timedelta(seconds=delay),
+                log="",
+                error=error,
+            )
+            if not updated:
+                return Ready()
+            # The failed attempt is kept whole; the step run starts the next one afresh.
+            StepAttempt.objects.create(
+                step_run=step_run, number=step_run.attempt, status=Status.FAILED, started_at=step_run.started_at,
+                finished_at=now, worker=step_run.worker, log=log_text, traceback=trace, error=error,
+            )
+            return Ready(later=[(step_run.pk, delay)]) if delay else Ready([step_run.pk])
+        if not this_attempt.update(status=Status.FAILED, finished_at=now, log=log_text, error=error, traceback=trace):
+            return Ready()
+        below = dag.downstream(graph, [step_run.step_name])
+        skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
+            status=Status.UPSTREAM_FAILED, finished_at=now
+        )
+        statements.finish_steps(run_id, 1 + skipped, now)
+    return Ready()
+
+
+def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:
+    now = timezone.now()
+    with transaction.atomic():
+        updated = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(
+            status=Status.CANCELLED, finished_at=now, log=log_text, error="stopped: the run was cancelled"
+        )
+        if not updated:
+            return Ready()
+        statements.finish_steps(step_run.run_id, 1, now)
+    return Ready()
+
+
+def run_inline(run: Run, ready_ids: list[int]) -> Run:
+    """Execute a run in this process, step by step, through the same code as the worker;
+    a retry with a delay waits for it here."""
+    now = time.monotonic()
+    pending = [(now, step_run_id) for step_run_id in ready_ids]
+    while pending:
+        pending.sort()
+        due, step_run_id = pending.pop(0)
+        time.sleep(max(0.0, due - time.monotonic()))
+        ready = execute_step(step_run_id)
+        now = time.monotonic()
+        pending.extend((now, ready_id) for ready_id in ready)
+        pending.extend((now + delay, later_id) for later_id, delay in ready.later)
+    run.refresh_from_db()
+    return run

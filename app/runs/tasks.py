@@ -1,0 +1,131 @@
+"""The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
+
+import datetime
+import os
+import socket
+import time
+
+from django.db import transaction
+from django.utils import timezone
+from huey import crontab
+from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
+from huey.exceptions import TaskLockedException
+
+from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
+from app.pipelines import dag_svg
+from app.runs import engine, watchdog
+
+# A task keeps going down a chain itself (the first ready step) instead of a queue round
+# trip per step, but hands over after this many steps or seconds so other runs get a turn.
+CONTINUE_STEPS = 50
+CONTINUE_SECONDS = 30
+
+
+@db_task()
+def run_step(step_run_id: int):
+    deadline = time.monotonic() + CONTINUE_SECONDS
+    ready = engine.execute_step(step_run_id)
+    for _ in range(CONTINUE_STEPS - 1):
+        schedule_retries(ready)
+        if not ready or time.monotonic() > deadline:
+            break
+        enqueue(ready[1:])
+        ready = engine.execute_step(ready[0])
+    schedule_retries(ready)
+    enqueue(ready)
+
+
+def enqueue(step_run_ids):
+    for step_run_id in step_run_ids:
+        run_step(step_run_id)
+
+
+def schedule_retries(ready: engine.Ready):
+    for step_run_id, delay in ready.later:
+        run_step.schedule((step_run_id,), delay=delay)
+    ready.later.clear()
+
+
+def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web", parameter_revision=None):
+    """Start a run on the queue: its first steps are enqueued once the run is committed."""
+    return start(
+        engine.start_run(pipeline_name, params, user=user, source=source, parameter_revision=parameter_revision)
+    )
+
+
+def start(created: tuple) -> Run:
+    """Enqueue the ready steps of a new run (from the engine or app.runs.actions) once it is
+    committed."""
+    run, ready = created
+    transaction.on_commit(lambda: enqueue(ready))
+    return run
+
+
+@db_periodic_task(crontab(minute="*"))
+def worker_heartbeat():
+    """Every minute: record that a worker is alive (the operator home shows it)."""
+    WorkerHeartbeat.objects.update_or_create(
+        name=f"{socket.gethostname()}:{os.getpid()}", defaults={"last_seen": timezone.now()}
+    )
+
+
+@db_periodic_task(crontab(minute="*"))
+def recover_steps():
+    """Every minute: recover step runs that would otherwise wait forever."""
+    enqueue(watchdog.rescue_lost_steps())
+    enqueue(stranded_steps())
+
+
+def stranded_steps() -> list[int]:
+    """Step runs marked queued (or due for a retry) whose task was lost (a worker died between committing and
+    enqueuing). Only looked for when the queue is empty, so a long backlog is not
+    duplicated; a duplicate would be harmless anyway, since claims are conditional."""
+    if HUEY.pending_count():
+        return []
+    cutoff = timezone.now() - datetime.timedelta(minutes=2)
+    # queued_at of a retrying step run is when its retry is due.
+    stranded = StepRun.objects.filter(
+        status__in=[Status.QUEUED, Status.RETRYING], queued_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    return list(stranded[:1000])
+
+
+@db_task()
+def render_layout(snapshot_id: int):
+    # The lock keeps repeated requests (a page polling while the layout is pending) from
+    # running Graphviz several times at once for the same snapshot.
+    try:
+        with HUEY.lock_task(f"layout-{snapshot_id}"):
+            store_layout(PipelineSnapshot.objects.get(pk=snapshot_id))
+    except TaskLockedException:
+        pass  # another worker is laying it out right now
+
+
+def layout_for(snapshot: PipelineSnapshot) -> str | None:
+    """The snapshot's DAG layout; small graphs are laid out now, large ones on the worker
+    (None until it is ready), so a page never waits tens of seconds for Graphviz."""
+    layout = current_layout(snapshot)
+    if layout is not None:
+        return layout
+    if dag_svg.is_large(snapshot.graph):
+        render_layout(snapshot.pk)
+        return None
+    return store_layout(snapshot)
+
+
+def current_layout(snapshot: PipelineSnapshot) -> str | None:
+    """The stored layout, unless it is missing or made by an older dag_svg."""
+    if snapshot.layout_svg and snapshot.layout_version == dag_svg.LAYOUT_VERSION:
+        return snapshot.layout_svg
+    return None
+
+
+def store_layout(snapshot: PipelineSnapshot) -> str:
+    """Run Graphviz once for this snapshot and keep the result."""
+    if current_layout(snapshot) is None:
+        snapshot.layout_svg = dag_svg.render_layout(snapshot.graph)
+        snapshot.layout_version = dag_svg.LAYOUT_VERSION
+        PipelineSnapshot.objects.filter(pk=snapshot.pk).update(
+            layout_svg=snapshot.layout_svg, layout_version=snapshot.layout_version
+        )
+    return snapshot.layout_svg

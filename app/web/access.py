@@ -1,0 +1,72 @@
+"""Who may do what. Every view declares its policy with one of these decorators.
+
+- `login_required` is global (LoginRequiredMiddleware); `public` marks the few exceptions.
+- `any_role`: every signed-in user (operators, stakeholders, admins).
+- `operator_required`: users with the `app.operate` permission (the `operators` group) and
+  superusers; everyone else gets 403.
+- `token_required`: the JSON API. No session and no CSRF token (nothing a browser sends on
+  its own authenticates it); an API token in `Authorization: Bearer …` instead, else 401.
+"""
+
+import functools
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from app.web import tokens
+
+OPERATE = "app.operate"
+POLICY_ATTR = "access_policy"
+
+
+def is_operator(user) -> bool:
+    return user.is_authenticated and user.has_perm(OPERATE)
+
+
+def _declare(view, policy):
+    setattr(view, POLICY_ATTR, policy)
+    return view
+
+
+def public(view):
+    """No login needed (the login page only)."""
+    return _declare(login_not_required(view), "public")
+
+
+def any_role(view):
+    return _declare(view, "any_role")
+
+
+def operator_required(view):
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not is_operator(request.user):
+            raise PermissionDenied("Only operators may open this page or do this.")
+        return view(request, *args, **kwargs)
+
+    return _declare(wrapped, "operator")
+
+
+def token_required(view):
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = tokens.authenticate(request.headers.get("Authorization", ""))
+        if user is None:
+            response = JsonResponse(
+                {"error": "missing, unknown or revoked API token: send it as 'Authorization: Bearer <token>'"},
+                status=401,
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="django-mlops"'
+            return response
+        request.user = user
+        return view(request, *args, **kwargs)
+
+    return _declare(csrf_exempt(login_not_required(wrapped)), "token")
+
+
+def roles(request):
+    """Template context: what the navigation may show."""
+    user = getattr(request, "user", None)
+    return {"is_operator": bool(user and is_operator(user))}

@@ -1,0 +1,223 @@
+"""Forms. The parameter form is generated from a pipeline's typed parameter declaration."""
+
+import datetime
+
+from django import forms
+from django.utils import timezone
+
+from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, PromotionRule, Status
+from app.pipelines.registry import ParamError, registry
+from app.runs import paramsets
+
+BOOL_CHOICES = [("true", "true"), ("false", "false")]
+
+
+def field_for(spec) -> forms.Field:
+    """The form field for one declared parameter; the declaration stays the one judge of
+    validity (see ParamsForm.clean), the field only picks the widget and the initial value."""
+    initial = None if spec.required else spec.default
+    common = {"required": False, "help_text": spec.help, "label": spec.name, "initial": initial}
+    if spec.choices is not None:
+        choices = [(str(c), str(c)) for c in spec.choices]
+        if spec.optional:
+            choices = [("", "—")] + choices
+        return forms.CharField(widget=forms.Select(choices=choices), **common)
+    if spec.type is bool:
+        common["initial"] = "" if initial is None else ("true" if initial else "false")
+        # An optional flag can be left unset again once chosen.
+        choices = BOOL_CHOICES + [("", "not set")] if spec.optional else BOOL_CHOICES
+        return forms.CharField(widget=forms.RadioSelect(choices=choices), **common)
+    if spec.type is datetime.date:
+        attrs = {"type": "date"}
+        if spec.ge is not None:
+            attrs["min"] = spec.ge.isoformat()
+        if spec.le is not None:
+            attrs["max"] = spec.le.isoformat()
+        return forms.CharField(widget=forms.DateInput(attrs=attrs), **common)
+    if spec.type in (int, float):
+        attrs = {"step": "1" if spec.type is int else "any"}
+        if spec.ge is not None:
+            attrs["min"] = spec.ge
+        if spec.le is not None:
+            attrs["max"] = spec.le
+        # A text input keeps what the user typed when it is invalid, so the error can name it.
+        return forms.CharField(widget=forms.NumberInput(attrs=attrs), **common)
+    return forms.CharField(**common)
+
+
+def field_with_marks(spec) -> forms.Field:
+    field = field_for(spec)
+    if spec.required:
+        field.widget.attrs["required"] = True  # the browser asks before posting, too
+    return field
+
+
+class ParamsForm(forms.Form):
+    """The run form of one pipeline: one field per declared parameter."""
+
+    def __init__(self, pipe, *args, **kwargs):
+        self.pipe = pipe
+        super().__init__(*args, **kwargs)
+        for spec in pipe.param_specs:
+            self.fields[spec.name] = field_with_marks(spec)
+
+    @staticmethod
+    def initial_from(values: dict) -> dict:
+        """Form initial data from stored parameter values (booleans as the radio's choices)."""
+        return {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in values.items()}
+
+    def clean(self):
+        raw = {}
+        for spec in self.pipe.param_specs:
+            value = self.data.get(spec.name)
+            if value is None:
+                continue  # absent: the declared default applies
+            raw[spec.name] = value
+        try:
+            self.cleaned_data["params"] = self.pipe.parse_params(raw)
+        except ParamError as exc:
+            self.add_param_errors(exc)
+        return self.cleaned_data
+
+    def add_param_errors(self, exc: ParamError):
+        """Show each error of the declaration at its field (or above the form)."""
+        for name, message in exc.errors.items():
+            self.add_error(name if name in self.fields else None, message)
+
+
+class RunFilterForm(forms.Form):
+    pipeline = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "any status")] + list(Status.choices))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Pipelines that ran once stay filterable after their code is removed or broken.
+        names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True))
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in sorted(names)]
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters. Each one is optional; a bad value in one is reported and
+    ignored while the others still apply (see `filter`)."""
+
+    user = forms.ChoiceField(required=False)
+    action = forms.ChoiceField(required=False, choices=[("", "any action")] + list(AuditAction.choices))
+    pipeline = forms.ChoiceField(required=False)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Usernames rather than users: an event keeps its username after the user is deleted.
+        users = AuditEvent.objects.exclude(username="").order_by("username").values_list("username", flat=True)
+        pipelines = (
+            AuditEvent.objects.exclude(pipeline_name="").order_by("pipeline_name").values_list("pipeline_name", flat=True)
+        )
+        self.fields["user"].choices = [("", "anyone")] + [(u, u) for u in users.distinct()]
+        self.fields["pipeline"].choices = [("", "all pipelines")] + [(p, p) for p in pipelines.distinct()]
+
+    # Far-off dates would overflow when turned into a time range; no event is that old or new.
+    EARLIEST, LATEST = datetime.date(1970, 1, 1), datetime.date(9998, 12, 31)
+
+    def clean(self):
+        for name in ("since", "until"):
+            day = self.cleaned_data.get(name)
+            if day and not self.EARLIEST <= day <= self.LATEST:
+                self.add_error(name, f"Enter a date between {self.EARLIEST} and {self.LATEST}.")
+        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "“To” is before “From”.")
+        return self.cleaned_data
+
+    def filter(self, events):
+        """The events matching the valid filters (the caller shows errors of the others).
+        Dates are whole days in the site's time zone, both ends included."""
+        data = self.cleaned_data
+        if data.get("user"):
+            events = events.filter(username=data["user"])
+        if data.get("action"):
+            events = events.filter(action=data["action"])
+        if data.get("pipeline"):
+            events = events.filter(pipeline_name=data["pipeline"])
+        if data.get("since"):
+            events = events.filter(at__gte=start_of_day(data["since"]))
+        if data.get("until"):
+            events = events.filter(at__lt=start_of_day(data["until"] + datetime.timedelta(days=1)))
+        return events
+
+
+def start_of_day(day: datetime.date) -> datetime.datetime:
+    """Midnight at the start of `day` in the current time zone (a range on `at`, not `at__date`,
+    so the database compares plain timestamps)."""
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+
+
+class ParameterSetForm(ParamsForm):
+    """A parameter set's values (checked against the declaration), with a name when the set
+    is new and a note for the revision."""
+
+    def __init__(self, pipe, *args, with_name=False, **kwargs):
+        super().__init__(pipe, *args, **kwargs)
+        if with_name:
+            self.fields["name"] = forms.CharField(max_length=100, help_text="Unique within this pipeline")
+            self.order_fields(["name"])
+        self.fields["note"] = forms.CharField(max_length=200, required=False, help_text="Why this change (optional)")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A name is required.")
+        if ParameterSet.objects.filter(pipeline_name=self.pipe.name, name=name).exists():
+            raise forms.ValidationError(f"{self.pipe.name} already has a parameter set named “{name}”.")
+        return name
+
+
+class CopySetForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, label="New name", widget=forms.TextInput(attrs={"placeholder": "name of the copy"})
+    )
+
+
+class ReasonForm(forms.Form):
+    """Deploy, redeploy and rollback: the reason goes into the production history."""
+
+    reason = forms.CharField(
+        max_length=200, strip=True, label="Reason",
+        widget=forms.TextInput(attrs={"placeholder": "why, in a few words", "size": 40}),
+        error_messages={"required": "Give a short reason: it goes into the production history."},
+    )
+
+
+class RetrainForm(forms.Form):
+    """Run a model's training pipeline with a parameter set under a promotion rule."""
+
+    parameter_set = forms.ModelChoiceField(
+        queryset=ParameterSet.objects.none(), empty_label=None, label="Parameter set",
+        error_messages={"invalid_choice": "Pick one of the pipeline's parameter sets."},
+    )
+    rule = forms.ChoiceField(choices=PromotionRule.choices, label="Then", initial=PromotionRule.AT_LEAST)
+    metric = forms.ChoiceField(choices=(), required=False, label="Metric")
+
+    def __init__(self, model, metric_names, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        self.fields["parameter_set"].queryset = ParameterSet.objects.filter(
+            pipeline_name=model.pipeline_name, archived_at__isnull=True
+        )
+        self.fields["metric"].choices = [(name, name) for name in metric_names]
+        self.fields["metric"].initial = model.headline_metric
+
+    def clean_parameter_set(self):
+        parameter_set = self.cleaned_data["parameter_set"]
+        found = paramsets.problems(parameter_set)
+        if found:
+            raise forms.ValidationError(
+                f"“{parameter_set.name}” does not fit the current code ({paramsets.describe(found)}); edit it first."
+            )
+        return parameter_set
+
+    def clean(self):
+        data = super().clean()
+        if data.get("rule") in (PromotionRule.AT_LEAST, PromotionRule.AT_MOST) and not data.get("metric"):
+            self.add_error("metric", "Pick the metric the rule compares.")
+        return data

@@ -1,0 +1,90 @@
+"""Operator actions on a run: cancel, retry from failure (with a preview), re-run."""
+
+from django.contrib import messages
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from app.mlmodels import retrain
+from app.models import AuditAction
+from app.pipelines import dag_svg
+from app.runs import actions, audit, tasks
+from app.web.access import operator_required
+from app.web.views.runs import get_run_or_404
+
+
+@require_POST
+@operator_required
+def cancel(request, run_id):
+    run = get_run_or_404(run_id)
+    try:
+        with transaction.atomic():
+            run = actions.cancel(run, request.user)
+            audit.record(request.user, AuditAction.CANCEL, run)
+    except actions.ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(run)
+    # From htmx only the live part of the run page is swapped in, and it shows the
+    # cancellation itself; a flash message would surface later on another page.
+    if not request.htmx:
+        state = "is cancelled" if run.is_finished else "is being cancelled: no new step will start"
+        messages.success(request, f"Run #{run.pk} {state}.")
+    return redirect(run)
+
+
+@require_GET
+@operator_required
+def retry_preview(request, run_id):
+    run = get_run_or_404(run_id)
+    again, reused = actions.retry_plan(run)
+    layout = tasks.layout_for(run.snapshot)
+    plan = {name: "retrying" for name in again} | {name: "succeeded" for name in reused}
+    base_url = reverse("run_detail", args=[run.pk]) + "steps/"
+    return render(
+        request,
+        "runs/retry.html",
+        {
+            "run": run,
+            "again": again,
+            "reused": reused,
+            "retryable": run.status in actions.RETRYABLE,
+            "dag": dag_svg.apply_status(layout, plan, base_url) if layout else None,
+        },
+    )
+
+
+@require_POST
+@operator_required
+def retry(request, run_id):
+    run = get_run_or_404(run_id)
+    try:
+        with transaction.atomic():
+            new = tasks.start(actions.retry_from_failure(run, request.user))
+            retrain.carry_over(run, new)
+            again, reused = actions.retry_plan(run)
+            audit.record(
+                request.user, AuditAction.RETRY, new,
+                details={"retry_of": run.pk, "rerun_steps": again, "reused_steps": reused},
+            )
+    except actions.ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(run)
+    messages.success(request, f"Run #{new.pk} retries run #{run.pk} from the point of failure.")
+    return redirect(new)
+
+
+@require_POST
+@operator_required
+def rerun(request, run_id):
+    run = get_run_or_404(run_id)
+    try:
+        with transaction.atomic():
+            new = tasks.start(actions.rerun(run, request.user))
+            retrain.carry_over(run, new)
+            audit.record(request.user, AuditAction.RERUN, new, details={"rerun_of": run.pk, "params": new.params})
+    except actions.ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(run)
+    messages.success(request, f"Run #{new.pk} re-runs run #{run.pk} with the same parameters.")
+    return redirect(new)

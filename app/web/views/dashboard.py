@@ -1,0 +1,74 @@
+"""The operator home: is anything broken?"""
+
+import datetime
+
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+from huey.contrib.djhuey import HUEY
+
+from app.models import UNFINISHED, Run, Status, WorkerHeartbeat
+from app.pipelines.registry import registry
+from app.web import charts
+from app.web.access import operator_required
+from app.web.views.pipelines import latest_runs
+
+# The heartbeat task runs every minute; a worker silent for longer than this is dead.
+WORKER_DEAD_AFTER = datetime.timedelta(seconds=150)
+
+
+def runs_per_day(now, days=30):
+    since = (now - datetime.timedelta(days=days - 1)).date()
+    counts = dict(
+        Run.objects.filter(created_at__date__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [(since + datetime.timedelta(days=i), counts.get(since + datetime.timedelta(days=i), 0)) for i in range(days)]
+
+
+def success_rate(now, days=7):
+    """Share of the runs finished in the last `days` days that succeeded (cancelled ones left
+    out: an operator chose to stop them), and how many finished."""
+    finished = Run.objects.filter(
+        finished_at__gte=now - datetime.timedelta(days=days), status__in=[Status.SUCCEEDED, Status.FAILED]
+    ).order_by()
+    by_status = dict(finished.values_list("status").annotate(n=Count("id")))
+    total = sum(by_status.values())
+    return (round(100 * by_status.get(Status.SUCCEEDED, 0) / total) if total else None), total
+
+
+@require_GET
+@operator_required
+def dashboard(request):
+    now = timezone.now()
+    latest = latest_runs(list(registry.pipelines()))
+    workers = [
+        {"name": w.name, "ago": int((now - w.last_seen).total_seconds()), "alive": now - w.last_seen < WORKER_DEAD_AFTER}
+        for w in WorkerHeartbeat.objects.all()[:20]
+    ]
+    rate, finished = success_rate(now)
+    per_day = runs_per_day(now)
+    context = {
+        "failing": [run for run in latest if run.status == Status.FAILED],
+        "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
+        "in_progress_count": Run.objects.filter(status__in=UNFINISHED).count(),
+        "queue_depth": HUEY.pending_count(),
+        "workers": workers,
+        "any_worker_alive": any(w["alive"] for w in workers),
+        "success_rate": rate,
+        "finished_7d": finished,
+        "chart": charts.bar_chart(
+            [(day.strftime("%b %d"), n) for day, n in per_day], "Runs per day, last 30 days", label_every=7
+        ),
+        "runs_30d": sum(n for _, n in per_day),
+    }
+    template = "home/dashboard.html#live" if request.htmx else "home/dashboard.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response

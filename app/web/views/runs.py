@@ -1,0 +1,139 @@
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, StepRun
+from app.pipelines import dag_svg
+from app.runs import paramsets, tasks
+from app.web import tables
+from app.web.access import operator_required
+from app.web.forms import ParamsForm, RunFilterForm
+from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_404
+
+RUNS_PER_PAGE = 25
+STOP_POLLING = 286  # htmx cancels a polling trigger on this status
+
+
+def get_run_or_404(run_id):
+    try:
+        return Run.objects.select_related(
+            "snapshot", "triggered_by", "cancelled_by", "retry_of", "parameter_revision__parameter_set"
+        ).get(pk=run_id)
+    except Run.DoesNotExist:
+        raise Http404(f"There is no run #{run_id}.") from None
+
+
+def _respond(request, template, context, polling):
+    """Full page, or just the live partial for an htmx poll (286 once nothing is unfinished)."""
+    if request.htmx:
+        response = render(request, f"{template}#live", context, status=200 if polling else STOP_POLLING)
+    else:
+        response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_POST
+@operator_required
+def trigger(request, name):
+    pipe = get_pipeline_or_404(name)
+    form = ParamsForm(pipe, request.POST)
+    source_set = active_set(pipe, request.POST.get("from_set", ""))
+    if not form.is_valid():
+        return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set), status=422)
+    params = form.cleaned_data["params"]
+    with transaction.atomic():
+        revision = paramsets.revision_for(source_set, params)
+        if revision is None and source_set is not None and request.POST.get("save_to_set"):
+            revision = paramsets.save_revision(source_set, params, request.user, note="saved from the run form")
+        run = paramsets.trigger(pipe.name, params, request.user, revision)
+    messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
+    return redirect(run)
+
+
+@require_GET
+@operator_required
+def run_list(request):
+    form = RunFilterForm(request.GET)
+    runs = Run.objects.select_related("triggered_by")
+    if form.is_valid():
+        if form.cleaned_data["pipeline"]:
+            runs = runs.filter(pipeline_name=form.cleaned_data["pipeline"])
+        if form.cleaned_data["status"]:
+            runs = runs.filter(status=form.cleaned_data["status"])
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    polling = any(run.status in UNFINISHED for run in page)
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "polling": polling, "query": query.urlencode()}
+    return _respond(request, "runs/list.html", context, polling)
+
+
+def _live_context(run):
+    step_runs = list(run.step_runs.defer("log", "traceback"))
+    layout = tasks.layout_for(run.snapshot)
+    statuses = {sr.step_name: sr.status for sr in step_runs}
+    base_url = reverse("run_detail", args=[run.pk]) + "steps/"
+    return {
+        "run": run,
+        "step_runs": step_runs,
+        "dag": dag_svg.apply_status(layout, statuses, base_url) if layout else None,
+        "metrics": Metric.objects.filter(run=run).select_related("step_run").only(
+            "name", "value", "logged_at", "step_run__step_name"
+        ),
+        "polling": not run.is_finished,
+        # A large run's DAG is ~1.4 KB a step on every poll: poll it less often.
+        "poll_every": "5s" if run.steps_total > dag_svg.LARGE_STEPS else "1s",
+        "legend": dag_svg.STATUS_LABELS,
+    }
+
+
+def results_context(run):
+    """What a run produced besides outputs: model versions, result tables, a retrain verdict."""
+    return {
+        "model_versions": run.model_versions.select_related("model", "step_run").order_by("id"),
+        "result_tables": tables.with_heatmaps(ResultTable.objects.filter(run=run)),
+        "promotion": Promotion.objects.filter(run=run).select_related("model", "candidate", "live_version").first(),
+    }
+
+
+@require_GET
+@operator_required
+def run_detail(request, run_id):
+    run = get_run_or_404(run_id)
+    context = _live_context(run)
+    if not request.htmx or not context["polling"]:
+        # Logs are sent with the full page and once more with the final poll (out of band),
+        # not on every poll.
+        context["send_logs"] = True
+        context["logged_steps"] = run.step_runs.exclude(log="", traceback="").only(
+            "step_name", "status", "log", "traceback", "error"
+        )
+        context.update(results_context(run))
+    return _respond(request, "runs/detail.html", context, context["polling"])
+
+
+@require_GET
+@operator_required
+def run_step(request, run_id, step):
+    run = get_run_or_404(run_id)
+    try:
+        step_run = run.step_runs.get(step_name=step)
+    except StepRun.DoesNotExist:
+        raise Http404(f"Run #{run.pk} has no step named “{step}”.") from None
+    snapshot = run.snapshot
+    graph_steps = {s["name"]: s for s in snapshot.steps}
+    context = {
+        "run": run,
+        "step_run": step_run,
+        "info": graph_steps.get(step, {}),
+        "metrics": step_run.metrics.all(),
+        "attempts": step_run.attempts.all(),
+        "polling": step_run.status in UNFINISHED,
+    }
+    return _respond(request, "runs/step.html", context, context["polling"])
