@@ -54,9 +54,11 @@ def write_atomically(relative_path: str, write) -> Path:
     return target
 
 
-def save_output(run_id: int, step_name: str, value) -> str:
-    """Persist a step's return value; returns its path relative to the store."""
-    relative = f"runs/{int(run_id)}/{step_name}.pkl"
+def save_output(run_id: int, step_name: str, value, attempt: int = 1) -> str:
+    """Persist a step's return value; returns its path relative to the store. Each attempt
+    has a file of its own, so an attempt given up for dead that finishes late cannot
+    overwrite the output of the attempt that replaced it."""
+    relative = f"runs/{int(run_id)}/{step_name}.pkl" if attempt == 1 else f"runs/{int(run_id)}/{step_name}.{int(attempt)}.pkl"
 
     def write(path):
         with open(path, "wb") as handle:
@@ -74,3 +76,41 @@ def load_output(relative_path: str):
             return pickle.load(handle)
     except FileNotFoundError:
         raise ArtifactError(f"the saved output {relative_path!r} is missing from the artifact store") from None
+
+
+# --- step logs ---------------------------------------------------------------------------
+# One file per attempt, appended while the step runs (app.runs.capture), so what a step
+# printed survives its process being killed, and a page reads only the end of it.
+
+TAIL_LINES = 200
+TAIL_BYTES = 64 * 1024
+
+
+def log_path(run_id: int, step_name: str, attempt: int) -> str:
+    """Where the log of one attempt of a step run is kept, relative to the store."""
+    return f"logs/{int(run_id)}/{step_name}.{int(attempt)}.log"
+
+
+def log_size(relative_path: str) -> int | None:
+    """The log file's size in bytes, or None when there is none."""
+    try:
+        return resolve(relative_path).stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def log_tail(relative_path: str, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
+    """The last `lines` lines of a log (at most `max_bytes` of it), or "" when there is none."""
+    try:
+        with open(resolve(relative_path), "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    kept = text.splitlines(keepends=True)
+    if size > max_bytes and kept:
+        kept = kept[1:]  # the first line was cut in the middle
+    return "".join(kept[-lines:])

@@ -4,6 +4,7 @@ Every value has a default that makes `make run` work on one machine (SQLite file
 DATA_DIR). A malformed value stops start-up with a message naming the variable.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def env_float(name, default, minimum=None):
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number:g} must be at least {minimum:g}")
     return number
@@ -204,6 +207,15 @@ else:
 # marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.
 STEP_HEARTBEAT_SECONDS = env_float("STEP_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 STEP_LOST_AFTER_SECONDS = env_float("STEP_LOST_AFTER_SECONDS", 60.0, minimum=0.5)
+# Each attempt runs in a child process of the worker (app.runs.supervisor), stopped after
+# STEP_TIMEOUT_SECONDS unless its step sets timeout= (SIGTERM, then SIGKILL after the grace).
+STEP_TIMEOUT_SECONDS = env_float("STEP_TIMEOUT_SECONDS", 86400.0, minimum=1.0)
+STEP_KILL_GRACE_SECONDS = env_float("STEP_KILL_GRACE_SECONDS", 10.0, minimum=0.1)
+# An attempt whose whole worker vanished is tried again this many times (or as often as
+# its retries= allow, if more); then the step fails, so a poison step cannot loop forever.
+STEP_LOST_RETRIES = env_int("STEP_LOST_RETRIES", 2, minimum=0)
+# What one attempt of a step may log (a file in the artifact store); the rest is dropped.
+STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("STEP_LOST_AFTER_SECONDS must be more than twice STEP_HEARTBEAT_SECONDS")
 

@@ -27,6 +27,7 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run_list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
+    path("runs/<int:run_id>/steps/<str:step>/log/<int:number>/", runs.run_step_log, name="run_step_log"),
     path("runs/<int:run_id>/cancel/", actions.cancel, name="run_cancel"),
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),

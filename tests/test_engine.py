@@ -308,7 +308,10 @@ def test_it_fails_a_step_whose_output_cannot_be_saved(define):
 
     step_run = step_runs(run)["make"]
     assert (run.status, step_run.status) == (Status.FAILED, Status.FAILED)
-    assert step_run.error == "TypeError: cannot pickle '_thread.lock' object"
+    assert step_run.error == (
+        "TypeError: step 'make' returned a _thread.lock, which cannot be saved: step outputs are pickled "
+        "(TypeError: cannot pickle '_thread.lock' object)"
+    )
     assert step_run.output_path == ""
 
 

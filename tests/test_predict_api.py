@@ -101,6 +101,19 @@ def test_a_bad_body_is_a_400_naming_what_is_wrong(deployed, secret, body, messag
     assert message in response.json()["error"]
 
 
+@pytest.mark.parametrize("body, message", [
+    ('{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests lists and objects more than 20 deep"),
+    ('{"instances": [[1, ' + "9" * 5000 + "]]}", "a number in the body has more than 40 characters"),
+    ('{"instances": [[1, ' + "9" * 400 + "]]}", "a number in the body has more than 40 characters"),
+    ('{"instances": [[1, 1e999]]}', "instance 0, feature 1: inf is not a finite number"),
+    ('{"instances": [["[[[[[[[[[[[[[[[[[[[[[[[[", 1]]}', "instance 0, feature 0"),  # brackets in a string
+])
+def test_a_hostile_body_is_a_400_naming_the_limit(deployed, secret, body, message):
+    response = post(secret, body)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["error"]
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["instances", "x"]), inner, max_size=2),

@@ -733,7 +733,7 @@ def test_it_shows_a_step_that_has_not_started(operator_client):
     assert response.status_code == 200
     page = text(response)
     assert "<dt>Attempt</dt><dd>not started</dd>" in page
-    assert "Nothing logged yet; while the step runs its log is saved every few seconds." in page
+    assert "Nothing logged yet; what the step prints appears here as it runs." in page
     assert f'hx-get="/runs/{run.pk}/steps/report/" hx-trigger="every 1s"' in page
 
 

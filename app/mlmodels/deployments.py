@@ -37,10 +37,18 @@ def check_reason(reason) -> str:
 
 
 def check_deployable(version: ModelVersion):
-    """Refuse a version whose step did not succeed or whose file cannot be loaded."""
-    status = StepRun.objects.filter(pk=version.step_run_id).values_list("status", flat=True).first()
-    if status is not None and status != Status.SUCCEEDED:
-        raise DeployRefused(f"{version} was registered by a step that did not succeed ({status}); it cannot go live.")
+    """Refuse a version whose step did not succeed, that an attempt other than the recorded
+    one registered, or whose file cannot be loaded."""
+    step = StepRun.objects.filter(pk=version.step_run_id).values("status", "attempt").first()
+    if step is not None and step["status"] != Status.SUCCEEDED:
+        raise DeployRefused(
+            f"{version} was registered by a step that did not succeed ({step['status']}); it cannot go live."
+        )
+    if step is not None and version.attempt != step["attempt"]:
+        raise DeployRefused(
+            f"{version} was registered by attempt {version.attempt} of a step that succeeded on attempt "
+            f"{step['attempt']}; only what the successful attempt registered can go live."
+        )
     try:
         serving.load_version(version)
     except Exception as exc:

@@ -9,6 +9,7 @@ the run, so a rule is applied exactly once, whichever process finishes the run.
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -78,7 +79,11 @@ def decide_promotion(sender, run_id: int, status: str, **kwargs):
 def _judge(promotion: Promotion, run_status: str) -> tuple[str, str]:
     model = deployments.lock_model(promotion.model_id)
     live = model.live.version if model.live else None
-    candidate = ModelVersion.objects.filter(run_id=promotion.run_id, model=model).order_by("-version").first()
+    candidate = (
+        ModelVersion.objects.filter(run_id=promotion.run_id, model=model, attempt=F("step_run__attempt"))
+        .order_by("-version")
+        .first()
+    )
     metric = promotion.metric
     promotion.live_version = live
     promotion.candidate = candidate

@@ -4,10 +4,30 @@ retrain verdicts, result tables, API tokens). Beneath every other package: nothi
 imports the rest of the app."""
 
 from app.models.mlmodels import (  # noqa: F401
-    ApiToken, Deployment, DeploymentKind, ModelVersion, Promotion, PromotionRule, RegisteredModel, ResultKind,
-    ResultTable, Verdict,
+    ApiToken,
+    Deployment,
+    DeploymentKind,
+    ModelVersion,
+    Promotion,
+    PromotionRule,
+    RegisteredModel,
+    ResultKind,
+    ResultTable,
+    Verdict,
 )
 from app.models.runs import (  # noqa: F401
-    FINISHED, UNFINISHED, AuditAction, AuditEvent, Metric, ParameterSet, ParameterSetRevision, PipelineSnapshot, Run,
-    Status, StepAttempt, StepRun, Timed, WorkerHeartbeat,
+    FINISHED,
+    UNFINISHED,
+    AuditAction,
+    AuditEvent,
+    Metric,
+    ParameterSet,
+    ParameterSetRevision,
+    PipelineSnapshot,
+    Run,
+    Status,
+    StepAttempt,
+    StepRun,
+    Timed,
+    WorkerHeartbeat,
 )

@@ -44,6 +44,7 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
     step_run = models.ForeignKey(StepRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    attempt = models.PositiveIntegerField(default=1, help_text="The attempt of its step run that recorded it: only the recorded attempt's count")
     pipeline_name = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict, blank=True, help_text="The run's parameters")
     snapshot = models.ForeignKey(PipelineSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -152,6 +153,7 @@ class ResultTable(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="result_tables")
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="result_tables")
+    attempt = models.PositiveIntegerField(default=1, help_text="The attempt of its step run that recorded it: only the recorded attempt's count")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=ResultKind.choices)
     data = models.JSONField()

@@ -160,6 +160,7 @@ class StepRun(Timed, models.Model):
 
 class Metric(models.Model):
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="metrics")
+    attempt = models.PositiveIntegerField(default=1, help_text="The attempt of its step run that recorded it: only the recorded attempt's count")
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
     name = models.CharField(max_length=100)
     value = models.FloatField()

@@ -43,6 +43,9 @@ from app.pipelines.params import DefinitionError, ParamError, Params, param, par
 __all__ = ["pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# How a worker runs a step's attempts: in a child process it supervises (a crash, a
+# timeout or a runaway C call hurts that attempt only), or in one of its own threads.
+ISOLATIONS = ("process", "thread")
 
 
 # --- pipelines and steps ----------------------------------------------------------------
@@ -60,6 +63,8 @@ class Step:
     retries: int = 0
     retry_delay: float = 0.0
     backoff: float = 1.0
+    isolation: str = "process"
+    timeout: float | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -88,17 +93,20 @@ class Pipeline:
     description: str = ""
     params_class: type | None = None
     module: str = ""
+    isolation: str = "process"
     steps: dict[str, Step] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _snapshot: dict | None = field(default=None, repr=False, compare=False)
     _snapshot_steps: int = field(default=0, repr=False, compare=False)
 
-    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1):
+    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None):
         """Decorator adding a step. `after` lists the steps (functions or names) it waits for;
         the function's parameters after `ctx` name the upstream steps whose outputs it gets.
 
         A failed attempt is tried again up to `retries` times, the n-th retry
-        `retry_delay * backoff ** (n - 1)` seconds after the failure."""
+        `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
+        after `timeout` seconds (default: the STEP_TIMEOUT_SECONDS setting) is stopped and
+        fails. `isolation` ("process", the default, or "thread": see `pipeline()`)."""
 
         def decorate(func):
             step_name = name or func.__name__
@@ -130,7 +138,16 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: retry_delay must be a number of seconds from 0 to 86400")
             if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or not 1 <= backoff <= 10:
                 self.problems.append(f"step {step_name!r}: backoff must be a number from 1 to 10")
-            step = Step(self, step_name, func, upstream, names[1:], retries, retry_delay, backoff)
+            if timeout is not None and (
+                not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 7 * 86400
+            ):
+                self.problems.append(f"step {step_name!r}: timeout must be a number of seconds from 1 to 604800")
+            if isolation is not None and isolation not in ISOLATIONS:
+                self.problems.append(f"step {step_name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
+            step = Step(
+                self, step_name, func, upstream, names[1:], retries, retry_delay, backoff,
+                isolation or self.isolation, timeout,
+            )
             self.steps.setdefault(step_name, step)
             return step
 
@@ -197,6 +214,8 @@ class Pipeline:
                 "retries": s.retries,
                 "retry_delay": s.retry_delay,
                 "backoff": s.backoff,
+                "isolation": s.isolation,
+                "timeout": s.timeout,
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -318,9 +337,18 @@ class Registry:
 registry = Registry()
 
 
-def pipeline(name: str, *, params=None, description: str = "") -> Pipeline:
-    """Define a pipeline. Add steps with the `@p.step(after=[...])` decorator."""
-    pipe = Pipeline(name=name, description=inspect.cleandoc(description), params_class=params)
+def pipeline(name: str, *, params=None, description: str = "", isolation: str = "process") -> Pipeline:
+    """Define a pipeline. Add steps with the `@p.step(after=[...])` decorator.
+
+    `isolation="process"` (the default): a worker runs each attempt of a step in a child
+    process it forks and supervises, so a segfault, an out-of-memory kill, `sys.exit()` or a
+    C call that holds the GIL for minutes fails that attempt only, and `timeout=` can be
+    enforced. `isolation="thread"` runs attempts in a worker thread instead: a millisecond
+    less per step, but such a step can take the whole worker down and cannot be timed out.
+    `run_pipeline --sync` always runs steps in its own process, for debugging."""
+    pipe = Pipeline(name=name, description=inspect.cleandoc(description), params_class=params, isolation=isolation)
+    if isolation not in ISOLATIONS:
+        pipe.problems.append(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
     frame = inspect.currentframe().f_back
     pipe.module = frame.f_globals.get("__name__", "") if frame else ""
     registry.add(pipe)

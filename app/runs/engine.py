@@ -14,11 +14,13 @@ import datetime
 import functools
 import logging
 import os
+import pickle
 import socket
 import threading
 import time
 import traceback as tb
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,8 +28,8 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import ParamError, registry
-from app.runs import capture, statements
-from app.runs.watchdog import heartbeat
+from app.runs import capture, statements, supervisor
+from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,9 @@ class StepContext:
     def log_metric(self, name: str, value: float):
         """Record a metric of this run (a finite number under a name of up to 100 characters)."""
         number = results.check_metric(name, value)
-        Metric.objects.create(step_run=self._step_run, run_id=self.run_id, name=name, value=number)
+        Metric.objects.create(
+            step_run=self._step_run, attempt=self.attempt, run_id=self.run_id, name=name, value=number
+        )
 
     def register_model(self, name: str, obj, metrics: dict | None = None, format: str = "joblib"):
         """Save `obj` as the next version of model `name` (1, 2, 3 …) with its metrics; the
@@ -132,7 +136,8 @@ class StepContext:
 
     def _save_result(self, name, kind, data):
         ResultTable.objects.create(
-            run_id=self.run_id, step_run_id=self.step_run_id, name=results.check_name(name), kind=kind, data=data
+            run_id=self.run_id, step_run_id=self.step_run_id, attempt=self.attempt, name=results.check_name(name),
+            kind=kind, data=data,
         )
 
 
@@ -150,7 +155,8 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
     graph = dag.from_snapshot(body)
     for step in body["steps"]:
         graph.nodes[step["name"]].update(
-            retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1)
+            retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
+            isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
         )
     return graph
 
@@ -215,8 +221,13 @@ def _claim(step_run_id) -> StepRun | None:
         return statements.claim(step_run_id, timezone.now(), _worker_name())
 
 
-def execute_step(step_run_id: int) -> Ready:
+def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
     """Run one step run if it is still queued (or due for a retry); record its outcome.
+
+    `supervised` (the worker): the attempt runs in a child process watched by this thread
+    (app.runs.supervisor), unless its step opted in to `isolation="thread"`; a crash or a
+    timeout of the child is recorded as the attempt's failure, counted against its retries.
+    Otherwise (`run_inline`: the CLI's --sync, the tests) it runs in this thread.
 
     Returns the step runs that became ready because of it (see Ready). A step run that is
     not queued any more (claimed by another worker, cancelled) is left alone.
@@ -226,29 +237,88 @@ def execute_step(step_run_id: int) -> Ready:
         return Ready()
     heartbeat.add(step_run.pk)
     try:
-        return _execute(step_run)
+        step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
+        if supervised and step["isolation"] == "process":
+            return _execute_in_child(step_run, step)
+        try:
+            return _execute(step_run)
+        except Exception as exc:
+            # Recording the outcome failed (database or disk trouble): record that instead,
+            # so the step does not wait for the watchdog with the real cause lost.
+            log.exception("step run %s: recording its outcome failed", step_run.pk)
+            return fail_attempt(step_run, "", "recording the outcome failed: " + _failure_line(exc))
     finally:
         heartbeat.discard(step_run.pk)
 
 
-def _execute(step_run: StepRun) -> Ready:
+def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
+    timeout = step["timeout"] or settings.STEP_TIMEOUT_SECONDS or None
+    outcome = supervisor.run_in_child(
+        run_attempt_in_child, (step_run,), timeout=timeout, grace=settings.STEP_KILL_GRACE_SECONDS
+    )
+    if outcome.finished:
+        return Ready(outcome.value["ready"], [tuple(pair) for pair in outcome.value["later"]])
+    log.warning("step run %s (process %s): %s", step_run.pk, outcome.pid, outcome.error)
+    log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
+    return fail_attempt(step_run, log_text, outcome.error)
+
+
+def run_attempt_in_child(step_run: StepRun) -> dict:
+    """The child process's side of a supervised attempt: run and record it, and return what
+    became ready for the worker to enqueue."""
+    return _ready_as_json(_execute(step_run, in_child=True))
+
+
+def _ready_as_json(ready: Ready) -> dict:
+    return {"ready": list(ready), "later": [list(pair) for pair in ready.later]}
+
+
+def _execute(step_run: StepRun, in_child: bool = False) -> Ready:
     run = step_run.run
-
-    def save_log_so_far(text):
-        StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt).update(log=text)
-
-    with capture.capture(on_flush=save_log_so_far) as output:
+    log_file = artifacts.log_path(run.pk, step_run.step_name, step_run.attempt)
+    with capture.capture(artifacts.resolve(log_file), settings.STEP_LOG_MAX_BYTES):
         try:
             func, inputs, params = _prepare(step_run)
             value = func(StepContext(step_run, params), **inputs)
-            output_path = artifacts.save_output(run.pk, step_run.step_name, value)
+            output_path = _save_output(step_run, value)
         except RunCancelled:
-            return _record_cancelled(step_run, output.getvalue())
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            trace = tb.format_exc()
-            return _record_failure(step_run, output.getvalue(), error, trace)
-    return _record_success(step_run, output.getvalue(), output_path)
+            outcome = functools.partial(_record_cancelled, step_run)
+        except BaseException as exc:  # noqa: BLE001 — sys.exit() and Ctrl-C in a step are its failures too
+            error = _failure_line(exc)[:500]
+            trace = _format_traceback()
+            outcome = functools.partial(_record_failure, step_run, error=error, trace=trace)
+            if isinstance(exc, KeyboardInterrupt) and not in_child:
+                _record_failure(step_run, artifacts.log_tail(log_file), error, trace)
+                raise  # Ctrl-C during `run_pipeline --sync` stops the command, once recorded
+        else:
+            outcome = functools.partial(_record_success, step_run, output_path=output_path)
+    # The log file is closed (its last line written) before the outcome is recorded.
+    return outcome(artifacts.log_tail(log_file))
+
+
+def _save_output(step_run: StepRun, value) -> str:
+    try:
+        return artifacts.save_output(step_run.run_id, step_run.step_name, value, step_run.attempt)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise TypeError(
+            f"step {step_run.step_name!r} returned a {type(value).__module__}.{type(value).__qualname__}, "
+            f"which cannot be saved: step outputs are pickled ({supervisor.describe_exception(exc)})"
+        ) from exc
+
+
+def _failure_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the step called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt: the step was interrupted"
+    return supervisor.describe_exception(exc)
+
+
+def _format_traceback() -> str:
+    try:
+        return tb.format_exc()
+    except BaseException as exc:  # noqa: BLE001 — a frame or message that cannot be printed
+        return f"(the traceback could not be formatted: {type(exc).__name__})"
 
 
 def _prepare(step_run: StepRun):
@@ -276,6 +346,14 @@ def _prepare(step_run: StepRun):
             inputs[name] = artifacts.load_output(paths[name])
     params = pipe.make_params(run.params)
     return step.func, inputs, params
+
+
+def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") -> Ready:
+    """Record that the running attempt of `step_run` failed with `error` (one line, as the
+    operator reads it): it is retried if the step's rules allow, else the step fails and
+    what depends on it is skipped. For failures found outside the step: a crashed child
+    process, a lost worker. Nothing happens if the attempt is not running any more."""
+    return _record_failure(step_run, log_text, error[:500], trace)
 
 
 # Every update below is conditional on the step run still being in *this* attempt: a worker

@@ -13,7 +13,7 @@ from huey.exceptions import TaskLockedException
 
 from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
 from app.pipelines import dag_svg
-from app.runs import engine, watchdog
+from app.runs import engine, supervisor, watchdog
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
 # trip per step, but hands over after this many steps or seconds so other runs get a turn.
@@ -21,16 +21,23 @@ CONTINUE_STEPS = 50
 CONTINUE_SECONDS = 30
 
 
+@HUEY.on_startup()
+def start_fork_server():
+    """Each worker thread at start-up: have the step processes' fork server ready before
+    the first step (idempotent; the first thread starts it)."""
+    supervisor.start()
+
+
 @db_task()
 def run_step(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
-    ready = engine.execute_step(step_run_id)
+    ready = engine.execute_step(step_run_id, supervised=True)
     for _ in range(CONTINUE_STEPS - 1):
         schedule_retries(ready)
         if not ready or time.monotonic() > deadline:
             break
         enqueue(ready[1:])
-        ready = engine.execute_step(ready[0])
+        ready = engine.execute_step(ready[0], supervised=True)
     schedule_retries(ready)
     enqueue(ready)
 

@@ -6,6 +6,8 @@ Tables logged by the step that registers a model version belong to that version 
 import math
 from collections import Counter
 
+from django.db.models import F
+
 MAX_ROWS = 500
 MAX_COLUMNS = 50
 MAX_LABELS = 50
@@ -91,3 +93,9 @@ def confusion_data(y_true, y_pred, labels=None, display_labels=None) -> dict:
     counts = Counter(zip(truth, predicted))
     matrix = [[counts[(t, p)] for p in labels] for t in labels]
     return {"labels": [str(_cell(name, "display_labels")) for name in names], "matrix": matrix}
+
+
+def of_recorded_attempts(queryset):
+    """Metrics or result tables, only those of the attempt each step run recorded: what a
+    failed or lost attempt logged before another one replaced it is not shown or counted."""
+    return queryset.filter(attempt=F("step_run__attempt"))

@@ -1,5 +1,8 @@
 """Registering model versions: what `ctx.register_model` does inside a step.
 
+A version belongs to the attempt that registered it: if that attempt fails or is lost and a
+later one succeeds, only the later one's version may go live (app.mlmodels.deployments).
+
 The file goes to the artifact store first, then the version row is numbered under the model
 row's lock, so concurrent registrations of one name get 1, 2, 3 … with no gaps or repeats.
 This sits below the engine (which calls it) and knows nothing of deploying; what happens to
@@ -59,7 +62,8 @@ def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "job
             return ModelVersion.objects.create(
                 model=model, version=number, format=fmt.name, file_path=relative, file_size=path.stat().st_size,
                 n_features=n_features if isinstance(n_features, int) else None, metrics=values,
-                run_id=run.pk, step_run_id=step_run.pk, pipeline_name=run.pipeline_name, params=run.params,
+                run_id=run.pk, step_run_id=step_run.pk, attempt=step_run.attempt, pipeline_name=run.pipeline_name,
+                params=run.params,
                 snapshot_id=run.snapshot_id,
             )
     except BaseException:

@@ -6,6 +6,8 @@ bench.pipelines), so both build the same DAG from the same variables:
 - BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps) or "fanout" (root → N
   middle steps → sink, N + 2 steps).
 - BENCH_N: N (default 100).
+- BENCH_ISOLATION: "process" (the default: each attempt in a supervised child process) or
+  "thread" (in a worker thread).
 
 Defines `bench_warmup` (one step, used to wait until the worker is up) and
 `bench_<shape>_<N>`. Every step does nothing and returns None, and takes no inputs, so
@@ -20,6 +22,7 @@ SHAPES = ("chain", "fanout")
 
 SHAPE = os.environ.get("BENCH_SHAPE", "chain")
 N = int(os.environ.get("BENCH_N", "100"))
+ISOLATION = os.environ.get("BENCH_ISOLATION", "process")
 if SHAPE not in SHAPES:
     raise ValueError(f"BENCH_SHAPE={SHAPE!r} is not one of {', '.join(SHAPES)}")
 if N < 1:
@@ -37,7 +40,9 @@ def _noop(ctx):
 warmup = pipeline(WARMUP_NAME, description="One no-op step: the bench waits for it to know the worker is up.")
 warmup.step(name="noop")(_noop)
 
-bench = pipeline(NAME, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).")
+bench = pipeline(
+    NAME, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).", isolation=ISOLATION
+)
 width = max(4, len(str(N)))
 if SHAPE == "chain":
     previous = None

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from app.mlmodels import deployments, retrain
 from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Status, StepRun
 from app.runs import paramsets
+from app.tracking import results
 from app.web import tables
 from app.web.access import operator_required
 from app.web.forms import ReasonForm, RetrainForm
@@ -37,7 +38,7 @@ def results_of(step_run_id):
     """The result tables a step attached (to its run and the version it registered)."""
     if step_run_id is None:
         return []
-    return tables.with_heatmaps(ResultTable.objects.filter(step_run_id=step_run_id))
+    return tables.with_heatmaps(results.of_recorded_attempts(ResultTable.objects.filter(step_run_id=step_run_id)))
 
 
 def metric_names(model) -> list[str]:

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from app.models import Metric, RegisteredModel, Run, Status
 from app.pipelines.registry import registry
+from app.tracking.results import of_recorded_attempts
 from app.web import charts
 from app.web.access import any_role
 from app.web.views.models import results_of
@@ -28,7 +29,8 @@ def succeeded_runs(pipeline_name, limit):
 def metric_table(runs):
     """(metric names, rows of (run, [value or None per name])) for these runs."""
     values = {}
-    for run_id, name, value in Metric.objects.filter(run__in=runs).values_list("run_id", "name", "value").order_by("id"):
+    metrics = of_recorded_attempts(Metric.objects.filter(run__in=runs))
+    for run_id, name, value in metrics.values_list("run_id", "name", "value").order_by("id"):
         values.setdefault(run_id, {})[name] = value  # the last value logged under a name wins
     names = sorted({name for per_run in values.values() for name in per_run})
     return names, [(run, [values.get(run.pk, {}).get(name) for name in names]) for run in runs]

@@ -1,15 +1,17 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, StepRun
+from app import artifacts
+from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun
 from app.pipelines import dag_svg
 from app.runs import paramsets, tasks
+from app.tracking import results
 from app.web import tables
 from app.web.access import operator_required
 from app.web.forms import ParamsForm, RunFilterForm
@@ -83,7 +85,7 @@ def _live_context(run):
         "run": run,
         "step_runs": step_runs,
         "dag": dag_svg.apply_status(layout, statuses, base_url) if layout else None,
-        "metrics": Metric.objects.filter(run=run).select_related("step_run").only(
+        "metrics": results.of_recorded_attempts(Metric.objects.filter(run=run)).select_related("step_run").only(
             "name", "value", "logged_at", "step_run__step_name"
         ),
         "polling": not run.is_finished,
@@ -97,7 +99,7 @@ def results_context(run):
     """What a run produced besides outputs: model versions, result tables, a retrain verdict."""
     return {
         "model_versions": run.model_versions.select_related("model", "step_run").order_by("id"),
-        "result_tables": tables.with_heatmaps(ResultTable.objects.filter(run=run)),
+        "result_tables": tables.with_heatmaps(results.of_recorded_attempts(ResultTable.objects.filter(run=run))),
         "promotion": Promotion.objects.filter(run=run).select_related("model", "candidate", "live_version").first(),
     }
 
@@ -112,28 +114,57 @@ def run_detail(request, run_id):
         # not on every poll.
         context["send_logs"] = True
         context["logged_steps"] = run.step_runs.exclude(log="", traceback="").only(
-            "step_name", "status", "log", "traceback", "error"
+            "step_name", "status", "attempt", "log", "traceback", "error"
         )
         context.update(results_context(run))
     return _respond(request, "runs/detail.html", context, context["polling"])
+
+
+def get_step_run_or_404(run, step) -> StepRun:
+    try:
+        return run.step_runs.get(step_name=step)
+    except StepRun.DoesNotExist:
+        raise Http404(f"Run #{run.pk} has no step named “{step}”.") from None
 
 
 @require_GET
 @operator_required
 def run_step(request, run_id, step):
     run = get_run_or_404(run_id)
-    try:
-        step_run = run.step_runs.get(step_name=step)
-    except StepRun.DoesNotExist:
-        raise Http404(f"Run #{run.pk} has no step named “{step}”.") from None
+    step_run = get_step_run_or_404(run, step)
     snapshot = run.snapshot
     graph_steps = {s["name"]: s for s in snapshot.steps}
+    log_file = artifacts.log_path(run.pk, step, step_run.attempt)
+    if step_run.status == Status.RUNNING:
+        step_run.log = artifacts.log_tail(log_file)  # live: read from the file being written
+    attempts = list(step_run.attempts.all())
+    for attempt in attempts:
+        attempt.log_size = artifacts.log_size(artifacts.log_path(run.pk, step, attempt.number))
     context = {
         "run": run,
         "step_run": step_run,
         "info": graph_steps.get(step, {}),
-        "metrics": step_run.metrics.all(),
-        "attempts": step_run.attempts.all(),
+        "metrics": step_run.metrics.filter(attempt=step_run.attempt),
+        "attempts": attempts,
+        "log_size": artifacts.log_size(log_file) if step_run.attempt else None,
+        "tail_lines": artifacts.TAIL_LINES,
         "polling": step_run.status in UNFINISHED,
     }
     return _respond(request, "runs/step.html", context, context["polling"])
+
+
+@require_GET
+@operator_required
+def run_step_log(request, run_id, step, number):
+    """The whole log of one attempt of a step run, as a text file."""
+    run = get_run_or_404(run_id)
+    step_run = get_step_run_or_404(run, step)
+    if not 1 <= number <= step_run.attempt:
+        raise Http404(f"{step_run} has no attempt {number}.")
+    path = artifacts.resolve(artifacts.log_path(run.pk, step, number))
+    if not path.exists():
+        raise Http404(f"Attempt {number} of {step_run} printed and logged nothing.")
+    response = FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{step}-attempt-{number}.log"'
+    response["Cache-Control"] = "private, no-store"
+    return response
