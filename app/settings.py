@@ -67,17 +67,23 @@ def env_list(name, default=()):
 
 
 DEBUG = env_bool("DEBUG", False)
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# SECRET_KEY from the environment; else the key `make run` keeps in DATA_DIR/secret_key (so
+# `manage.py` commands work on a development machine without a prefix).
 SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY and (DATA_DIR / "secret_key").is_file():
+    SECRET_KEY = (DATA_DIR / "secret_key").read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set: set it in the environment, or run `make run` once to create {DATA_DIR / 'secret_key'}"
+        )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-
-DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 ARTIFACTS_DIR = DATA_DIR / "artifacts"
 PIPELINES_PACKAGE = env_str("PIPELINES_PACKAGE", "pipelines")
 
@@ -211,6 +217,10 @@ STEP_LOST_AFTER_SECONDS = env_float("STEP_LOST_AFTER_SECONDS", 60.0, minimum=0.5
 # STEP_TIMEOUT_SECONDS unless its step sets timeout= (SIGTERM, then SIGKILL after the grace).
 STEP_TIMEOUT_SECONDS = env_float("STEP_TIMEOUT_SECONDS", 86400.0, minimum=1.0)
 STEP_KILL_GRACE_SECONDS = env_float("STEP_KILL_GRACE_SECONDS", 10.0, minimum=0.1)
+# A child process that ran an attempt well runs the next one too (a fresh one costs ~30 ms),
+# up to this many attempts or this much memory; 1 gives every attempt a fresh process.
+STEP_PROCESS_REUSE = env_int("STEP_PROCESS_REUSE", 100, minimum=1)
+STEP_PROCESS_MAX_MEMORY_MB = env_float("STEP_PROCESS_MAX_MEMORY_MB", 1024.0, minimum=1.0)
 # An attempt whose whole worker vanished is tried again this many times (or as often as
 # its retries= allow, if more); then the step fails, so a poison step cannot loop forever.
 STEP_LOST_RETRIES = env_int("STEP_LOST_RETRIES", 2, minimum=0)

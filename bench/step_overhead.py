@@ -12,9 +12,11 @@ Modes, each printed as one JSON line:
 - sync:   the pipeline through `engine.start_run` + `engine.run_inline` in this process
           (what `run_pipeline --sync` does).
 - worker: the pipeline through the queue: `tasks.trigger` in this process, executed by a
-          real `manage.py run_huey` subprocess; wall time from the trigger to the run row
-          being finished (polled). Worker start-up is not timed: a one-step warm-up run
-          is waited for first.
+          real `manage.py run_huey` subprocess, each attempt in a supervised child process
+          (the default isolation); wall time from the trigger to the run row being finished
+          (polled). Worker start-up is not timed: a one-step warm-up run is waited for first.
+- worker_thread: the same DAG with isolation="thread" on the same worker, alternating
+          with `worker` run by run, so the two are measured side by side.
 
 Then one line with the ratios sync/floor and worker/floor and the targets.
 
@@ -41,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TARGET_WORKER_MS_PER_STEP = 10.0  # chain of 100 through the worker
+TARGET_WORKER_MS_PER_STEP = 5.0  # chain of 100 through the worker, steps in child processes
 TARGET_SYNC_OVER_FLOOR = 3.0
 
 
@@ -270,12 +272,13 @@ def stop_worker(worker):
         worker.wait()
 
 
-def measure_worker(args, env, data_dir: Path, steps: int, pipeline_name: str, warmup_name: str, repeat: int):
+def measure_worker(args, env, data_dir: Path, steps: int, pipelines: dict, warmup_name: str, repeat: int):
+    """Each of `pipelines` ({mode: pipeline name}) `repeat` times, alternating, on one worker."""
     from app.runs import tasks
 
     log_path = data_dir / "worker.log"
     worker = start_worker(env, log_path)
-    lines = []
+    lines = {mode: [] for mode in pipelines}
     try:
         # Start-up (imports, checks, connecting) is not timed: wait for a one-step run.
         warm = tasks.trigger(warmup_name, {}, source="cli")
@@ -283,13 +286,14 @@ def measure_worker(args, env, data_dir: Path, steps: int, pipeline_name: str, wa
         if status != "succeeded":
             raise SystemExit(f"warm-up run #{warm.pk} ended {status}:\n{tail(log_path)}")
         for _ in range(repeat):
-            lines.append(run_on_worker(args, worker, log_path, steps, pipeline_name))
+            for mode, pipeline_name in pipelines.items():
+                lines[mode].append(run_on_worker(args, worker, log_path, steps, pipeline_name, mode))
     finally:
         stop_worker(worker)
     return lines
 
 
-def run_on_worker(args, worker, log_path, steps, pipeline_name):
+def run_on_worker(args, worker, log_path, steps, pipeline_name, mode="worker"):
     from app.models import Run
     from app.runs import tasks
 
@@ -307,7 +311,7 @@ def run_on_worker(args, worker, log_path, steps, pipeline_name):
     db_wall = (row.finished_at - row.created_at).total_seconds()
     first_start = row.started_at - row.created_at
     return result_line(
-        "worker",
+        mode,
         args,
         steps,
         wall,
@@ -331,8 +335,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="Measure each mode this many times (default 1)")
     parser.add_argument(
         "--modes",
-        default="floor,design_floor,sync,worker",
-        help="Comma-separated subset of floor,design_floor,sync,worker (default all)",
+        default="floor,design_floor,sync,worker,worker_thread",
+        help="Comma-separated subset of floor,design_floor,sync,worker (steps in supervised child processes, "
+        "the default isolation),worker_thread (isolation='thread') (default all)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="Seconds a measured run may take")
     parser.add_argument("--startup-timeout", type=float, default=120, help="Seconds to wait for the worker")
@@ -347,7 +352,7 @@ def parse_args(argv=None):
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = set(args.modes) - {"floor", "design_floor", "sync", "worker"}
+    unknown = set(args.modes) - {"floor", "design_floor", "sync", "worker", "worker_thread"}
     if unknown:
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     if args.timeout is None:
@@ -431,7 +436,7 @@ def bench(args, data_dir: Path):
         flush=True,
     )
 
-    results = {"floor": [], "design_floor": [], "sync": [], "worker": []}
+    results = {"floor": [], "design_floor": [], "sync": [], "worker": [], "worker_thread": []}
     if "floor" in args.modes:
         for _ in range(args.repeat):
             results["floor"].append(measure_floor(args, data_dir, steps))
@@ -441,9 +446,11 @@ def bench(args, data_dir: Path):
     if "sync" in args.modes:
         for _ in range(args.repeat):
             results["sync"].append(measure_sync(args, steps, noop.NAME))
-    if "worker" in args.modes:
+    on_worker = {"worker": noop.NAME, "worker_thread": noop.THREAD_NAME}
+    on_worker = {mode: name for mode, name in on_worker.items() if mode in args.modes}
+    if on_worker:
         worker_env = dict(os.environ)
-        results["worker"] = measure_worker(args, worker_env, data_dir, steps, noop.NAME, noop.WARMUP_NAME, args.repeat)
+        results.update(measure_worker(args, worker_env, data_dir, steps, on_worker, noop.WARMUP_NAME, args.repeat))
 
     per_step = {
         mode: round(statistics.median(line["per_step_ms"] for line in lines), 3)
@@ -453,12 +460,12 @@ def bench(args, data_dir: Path):
     summary = {"ratios": {}, "median_per_step_ms": per_step, "targets": {}}
     floor = per_step.get("floor")
     if floor:
-        for mode in ("sync", "worker"):
+        for mode in ("sync", "worker", "worker_thread"):
             if mode in per_step:
                 summary["ratios"][f"{mode}/floor"] = round(per_step[mode] / floor, 1)
     design_floor = per_step.get("design_floor")
     if design_floor:
-        for mode in ("sync", "worker"):
+        for mode in ("sync", "worker", "worker_thread"):
             if mode in per_step:
                 summary["ratios"][f"{mode}/design_floor"] = round(per_step[mode] / design_floor, 1)
     if "sync/floor" in summary["ratios"]:

@@ -1,4 +1,4 @@
-"""System checks (app/checks.py): broken pipeline definitions fail `manage.py check` by name."""
+"""System checks (app/pipelines/checks.py): broken pipeline definitions are warnings, by name."""
 
 from io import StringIO
 
@@ -6,7 +6,6 @@ import pytest
 from django.conf import settings
 from django.core import checks
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 
 from app.pipelines.registry import registry
 
@@ -36,29 +35,33 @@ def test_it_passes_on_the_shipped_pipelines():
     assert pipeline_errors() == []
 
 
-def test_it_fails_naming_the_module_that_failed_to_import(broken_pipelines):
-    with pytest.raises(SystemCheckError) as caught:
-        call_command("check")
+def test_it_warns_naming_the_module_its_file_and_line_and_still_passes(broken_pipelines):
+    out, err = StringIO(), StringIO()
 
-    text = str(caught.value)
-    assert f"{BROKEN}.bad_import: (app.E001) pipeline module '{BROKEN}.bad_import' failed to import" in text
-    assert "No module named 'a_library_that_is_not_installed'" in text
+    call_command("check", stdout=out, stderr=err)  # warnings: the command does not fail
 
-
-def test_it_fails_naming_the_pipeline_and_the_steps_of_a_cycle(broken_pipelines):
-    with pytest.raises(SystemCheckError) as caught:
-        call_command("check")
-
-    assert "t_cyclic: (app.E002) pipeline 't_cyclic': its steps form a cycle: extract → check → extract" in str(
-        caught.value
-    )
+    text = out.getvalue() + err.getvalue()
+    assert (
+        f"{BROKEN}.bad_import: (app.W001) pipeline module '{BROKEN}.bad_import' failed to import "
+        "(tests/fixtures/broken_pipelines/bad_import.py:3): ModuleNotFoundError: "
+        "No module named 'a_library_that_is_not_installed'"
+    ) in text
+    assert "System check identified 2 issues" in text
 
 
-def test_it_reports_one_error_per_problem_with_stable_ids(broken_pipelines):
-    errors = pipeline_errors()
+def test_it_warns_naming_the_pipeline_and_the_steps_of_a_cycle(broken_pipelines):
+    out = StringIO()
 
-    assert sorted((e.id, e.obj) for e in errors) == [("app.E001", f"{BROKEN}.bad_import"), ("app.E002", "t_cyclic")]
-    assert all(e.level == checks.ERROR for e in errors)
+    call_command("check", stdout=out, stderr=out)
+
+    assert "t_cyclic: (app.W002) pipeline 't_cyclic': its steps form a cycle: extract → check → extract" in out.getvalue()
+
+
+def test_it_reports_one_warning_per_problem_with_stable_ids(broken_pipelines):
+    found = pipeline_errors()
+
+    assert sorted((e.id, e.obj) for e in found) == [("app.W001", f"{BROKEN}.bad_import"), ("app.W002", "t_cyclic")]
+    assert all(e.level == checks.WARNING for e in found)
 
 
 def test_it_keeps_the_valid_pipeline_next_to_broken_ones(broken_pipelines):
@@ -73,7 +76,7 @@ def test_it_reports_a_package_that_cannot_be_imported():
     finally:
         registry.discover(settings.PIPELINES_PACKAGE)
 
-    assert [(e.id, e.obj) for e in errors] == [("app.E001", "tests.fixtures.no_such_package")]
+    assert [(e.id, e.obj) for e in errors] == [("app.W001", "tests.fixtures.no_such_package")]
     assert "No module named 'tests.fixtures.no_such_package'" in errors[0].msg
 
 
@@ -85,11 +88,11 @@ def test_it_finds_the_examples_again_after_a_second_discovery(broken_pipelines):
 
 
 def test_it_reports_bounds_on_a_text_parameter_instead_of_crashing():
+    out = StringIO()
     try:
         registry.discover("tests.fixtures.text_bounds_pipelines")
-        with pytest.raises(SystemCheckError) as caught:
-            call_command("check")
+        call_command("check", stdout=out, stderr=out)
     finally:
         registry.discover(settings.PIPELINES_PACKAGE)
 
-    assert "(app.E002) pipeline 't_text_bounds': parameter 'label': bounds (ge/le) only apply" in str(caught.value)
+    assert "(app.W002) pipeline 't_text_bounds': parameter 'label': bounds (ge/le) only apply" in out.getvalue()

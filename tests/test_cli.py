@@ -1,6 +1,10 @@
 """Management commands: run_pipeline, list_pipelines, seed_demo."""
 
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,6 +15,7 @@ from huey.contrib.djhuey import HUEY
 from app.models import Run, Status, StepRun
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_command(*args):
@@ -170,3 +175,34 @@ def test_it_creates_the_demo_users_only_once():
 
     assert (out, err) == ("", "")
     assert dict(User.objects.values_list("username", "password")) == passwords
+
+
+# --- the environment ----------------------------------------------------------------------------
+
+
+def bare_manage(data_dir, *args):
+    """manage.py with the production settings and no SECRET_KEY in the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DEBUG")}
+    env["DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_commands_read_the_key_that_make_run_keeps_in_the_data_dir(tmp_path):
+    (tmp_path / "secret_key").write_text("a-development-key-from-make-run\n")
+
+    done = bare_manage(tmp_path, "check")
+
+    assert done.returncode == 0, done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_a_missing_key_is_one_line_saying_what_to_set(tmp_path):
+    done = bare_manage(tmp_path, "check")
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        "manage.py: SECRET_KEY is not set: set it in the environment, or run `make run` once to create "
+        f"{tmp_path / 'secret_key'}\n"
+    )

@@ -314,7 +314,50 @@ def test_it_reads_defaults_bounds_and_help():
         "le": 100,
         "choices": None,
         "help": "How many",
+        "max_length": None,
     }
+
+
+def test_a_text_parameter_may_default_to_empty_and_a_required_one_refuses_blank():
+    class P(Params):
+        suffix: str = param("", help="empty unless given")
+        label: str = param(help="required")
+
+    pipe = pipeline_with(P)
+
+    assert pipe.problems == [] and pipe.validate() == []
+    assert pipe.parse_params({"label": "x"}) == {"suffix": "", "label": "x"}
+    assert pipe.parse_params({"label": "x", "suffix": ""}) == {"suffix": "", "label": "x"}
+    with pytest.raises(ParamError) as caught:
+        pipe.parse_params({"label": "   "})
+    assert caught.value.errors == {"label": "a value is required"}
+
+
+def test_text_is_at_most_max_length_characters_1000_unless_declared():
+    class P(Params):
+        note: str = param("n")
+        code: str = param("ab", max_length=3)
+
+    pipe = pipeline_with(P)
+
+    assert [s.max_length for s in pipe.param_specs] == [1000, 3]
+    assert pipe.parse_params({"note": "x" * 1000})["note"] == "x" * 1000
+    with pytest.raises(ParamError) as caught:
+        pipe.parse_params({"note": "x" * 1001, "code": "abcd"})
+    assert caught.value.errors == {
+        "note": "the text is 1,001 characters long; the most is 1,000",
+        "code": "the text is 4 characters long; the most is 3",
+    }
+
+
+@pytest.mark.parametrize("declaration, problem", [
+    ("param(1, max_length=3)", "parameter 'p': max_length only applies to text (str)"),
+])
+def test_max_length_applies_to_text_only(declaration, problem):
+    namespace = {"Params": Params, "param": param}
+    exec(f"class P(Params):\n    p: int = {declaration}\n", namespace)
+
+    assert pipeline_with(namespace["P"]).validate() == [problem]
 
 
 def test_it_accepts_choices_given_by_argument():

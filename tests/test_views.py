@@ -329,7 +329,7 @@ def test_it_lists_broken_definitions_apart(operator_client, broken_pipeline):
     response = operator_client.get("/pipelines/")
 
     page = text(response)
-    assert "Broken pipeline definitions" in page
+    assert "Pipelines that are not available" in page
     problem = "step &#x27;orphan&#x27;: depends on unknown step &#x27;missing&#x27;"
     assert f"<li><strong>t_broken</strong>: {problem}</li>" in page
     assert 'href="/pipelines/t_broken/"' not in page

@@ -1,4 +1,9 @@
-"""System checks: a broken pipeline definition fails `manage.py check` with its name."""
+"""System checks: broken pipeline definitions are warnings naming the module or pipeline.
+
+Warnings, not errors: one broken module must not stop `migrate`, the worker, the web or the
+CLI, which all run the checks. That pipeline alone is unavailable (the registry leaves it
+out, and a run of it is refused with the reason); the pipelines page and Home say so.
+"""
 
 from django.core import checks
 
@@ -7,25 +12,24 @@ from app.pipelines.registry import registry
 
 @checks.register()
 def pipeline_definitions(app_configs, **kwargs):
-    errors = []
-    for module, trace in registry.import_errors.items():
-        last_line = trace.strip().splitlines()[-1] if trace.strip() else "unknown error"
-        errors.append(
-            checks.Error(
-                f"pipeline module {module!r} failed to import: {last_line}",
-                hint="Fix the module; its traceback is shown on the pipelines page.",
+    warnings = []
+    for module, problem in registry.import_errors.items():
+        warnings.append(
+            checks.Warning(
+                f"pipeline module {module!r} failed to import ({problem.where}): {problem.error}",
+                hint="Its pipelines are not available until it is fixed; the others are not affected.",
                 obj=module,
-                id="app.E001",
+                id="app.W001",
             )
         )
     for name, problems in registry.problems().items():
         for problem in problems:
-            errors.append(
-                checks.Error(
+            warnings.append(
+                checks.Warning(
                     f"pipeline {name!r}: {problem}",
-                    hint="The pipeline is not available until this is fixed.",
+                    hint="This pipeline is not available until this is fixed; the others are not affected.",
                     obj=name,
-                    id="app.E002",
+                    id="app.W002",
                 )
             )
-    return errors
+    return warnings

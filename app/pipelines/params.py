@@ -11,6 +11,7 @@ import typing
 from dataclasses import dataclass
 
 _MISSING = object()
+MAX_LENGTH = 1000  # the longest a text parameter may be unless it says otherwise
 
 
 class DefinitionError(Exception):
@@ -32,6 +33,7 @@ class ParamSpec:
     choices: tuple | None = None
     help: str = ""
     optional: bool = False
+    max_length: int | None = None
 
     @property
     def required(self):
@@ -49,9 +51,12 @@ class ParamSpec:
     def coerce(self, value):
         """Turn `value` (a Python value or a string from a form or the CLI) into this
         parameter's type, or raise ValueError with a message a user can act on."""
-        if value is None or value == "":
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if blank:
             if self.optional:
                 return None
+            if self.type is str and self.choices is None and not self.required and value is not None:
+                return value  # a text parameter with a default may be left empty on purpose
             raise ValueError("a value is required")
         if self.choices is not None:
             # Matched by its text too, so "2" from a form picks the choice 2.
@@ -61,6 +66,8 @@ class ParamSpec:
             options = ", ".join(repr(c) for c in self.choices)
             raise ValueError(f"{value!r} is not one of {options}")
         result = _coerce_type(self.type, value)
+        if self.max_length is not None and len(result) > self.max_length:
+            raise ValueError(f"the text is {len(result):,} characters long; the most is {self.max_length:,}")
         if self.ge is not None and result < self.ge:
             raise ValueError(f"{_show(result)} is below the minimum {_show(self.ge)}")
         if self.le is not None and result > self.le:
@@ -81,6 +88,7 @@ class ParamSpec:
             "le": None if self.le is None else self.to_json(self.le),
             "choices": list(self.choices) if self.choices is not None else None,
             "help": self.help,
+            "max_length": self.max_length,
         }
 
 
@@ -139,15 +147,18 @@ class _ParamDefault:
     le: float | None
     help: str
     choices: tuple | None
+    max_length: int | None = None
 
 
-def param(default=_MISSING, *, ge=None, le=None, help="", choices=None):
+def param(default=_MISSING, *, ge=None, le=None, help="", choices=None, max_length=None):
     """Declare a parameter's default, bounds (`ge` ≤ value ≤ `le`), choices and help text.
 
     Leave out `default` for a required parameter. Use inside a `Params` subclass:
     `n_estimators: int = param(100, ge=1, le=2000, help="Trees in the forest")`.
+    Text (`str`) is at most `max_length` characters (1,000 unless given); a required text
+    parameter refuses blank input, one with a default may be empty (`param("")`).
     """
-    return _ParamDefault(default, ge, le, help, tuple(choices) if choices is not None else None)
+    return _ParamDefault(default, ge, le, help, tuple(choices) if choices is not None else None, max_length)
 
 
 class Params:
@@ -208,13 +219,22 @@ def _spec_from_hint(params_class, name, hint):
         )
     raw = params_class.__dict__.get(name, _MISSING)
     declared = raw if isinstance(raw, _ParamDefault) else _ParamDefault(raw, None, None, "", None)
+    max_length = declared.max_length
+    if max_length is not None and hint is not str:
+        raise DefinitionError(f"parameter {name!r}: max_length only applies to text (str)")
+    if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+        raise DefinitionError(f"parameter {name!r}: max_length must be a whole number of at least 1")
+    if hint is str and max_length is None:
+        max_length = MAX_LENGTH
     if declared.choices is not None:
         if choices is not None:
             raise DefinitionError(f"parameter {name!r}: give choices either by Literal or by choices=, not both")
         choices = declared.choices
     if (declared.ge is not None or declared.le is not None) and hint not in (int, float, datetime.date):
         raise DefinitionError(f"parameter {name!r}: bounds (ge/le) only apply to numbers and dates")
-    spec = ParamSpec(name, hint, declared.default, declared.ge, declared.le, choices, declared.help, optional)
+    spec = ParamSpec(
+        name, hint, declared.default, declared.ge, declared.le, choices, declared.help, optional, max_length
+    )
     try:
         # Bounds are values of the parameter's own type (a date bound may be written as text).
         spec.ge = None if spec.ge is None else _coerce_type(hint, spec.ge)

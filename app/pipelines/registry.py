@@ -25,8 +25,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
+import logging
+import os
 import pkgutil
 import re
 import sys
@@ -41,6 +44,8 @@ from app.pipelines import graph as dag
 from app.pipelines.params import DefinitionError, ParamError, Params, param, param_specs
 
 __all__ = ["pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError"]
+
+log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 # How a worker runs a step's attempts: in a child process it supervises (a crash, a
@@ -221,6 +226,7 @@ class Pipeline:
         ]
         body = {
             "pipeline": self.name,
+            "module": self.module,
             "description": self.description,
             "steps": steps,
             "edges": [list(e) for e in graph.edges],
@@ -275,7 +281,7 @@ class Registry:
 
     def __init__(self):
         self.defined: list[Pipeline] = []
-        self.import_errors: dict[str, str] = {}
+        self.import_errors: dict[str, ImportProblem] = {}
         self._valid: dict[str, Pipeline] | None = None
 
     def add(self, pipe: Pipeline):
@@ -312,26 +318,100 @@ class Registry:
     def get(self, name) -> Pipeline | None:
         return self.pipelines().get(name)
 
+    def why_unavailable(self, name: str, module: str = "") -> str:
+        """Why no usable pipeline `name` is loaded, as the operator should read it; `module`
+        is where it was defined when a run of it started (from the run's snapshot)."""
+        problems = self.problems().get(name)
+        if problems:
+            return "; ".join(problems)
+        if module in self.import_errors:
+            return f"its module {module} failed to import ({self.import_errors[module].summary})"
+        if self.import_errors:
+            failed = ", ".join(p.module for p in self.import_errors.values())
+            return f"no module that loaded defines it (these failed to import: {failed})"
+        return "no module in the pipelines package defines it"
+
     def discover(self, package_name: str):
-        """Import every module of `package_name`; remember each import failure by module."""
+        """Import every module of `package_name` once; remember each import failure by module.
+
+        A module that fails leaves the others alone: its pipelines are missing, and the
+        failure (file, line, error) is in `import_errors`. Modules may import each other:
+        one that a sibling imported already is not run a second time."""
         self.defined.clear()
         self.import_errors.clear()
         self._valid = None
+        # A second discovery (tests, autoreload) runs every module anew, each once.
+        for name in [m for m in sys.modules if m == package_name or m.startswith(package_name + ".")]:
+            del sys.modules[name]
         try:
             package = importlib.import_module(package_name)
-        except Exception:
-            self.import_errors[package_name] = traceback.format_exc(limit=-3)
+        except Exception as exc:
+            self.import_errors[package_name] = ImportProblem.of(package_name, exc)
             return
         for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+            if info.name in sys.modules:
+                continue  # imported by a sibling already
             try:
-                # A second discovery (tests, autoreload) must run the module again so its
-                # pipelines register anew.
-                if info.name in sys.modules:
-                    importlib.reload(sys.modules[info.name])
-                else:
-                    importlib.import_module(info.name)
-            except Exception:
-                self.import_errors[info.name] = traceback.format_exc(limit=-3)
+                importlib.import_module(info.name)
+            except Exception as exc:
+                sys.modules.pop(info.name, None)
+                self.import_errors[info.name] = ImportProblem.of(info.name, exc)
+        for problem in self.import_errors.values():
+            log.warning("pipeline module %s is not loaded: %s", problem.module, problem.summary)
+        for name, problems in self.problems().items():
+            log.warning("pipeline %r is not available: %s", name, "; ".join(problems))
+
+
+@dataclass
+class ImportProblem:
+    """A pipeline module that failed to import: where and why."""
+
+    module: str
+    error: str  # "Type: message", one line
+    file: str = ""  # the module's own file, as a path relative to the project when it can be
+    line: int | None = None  # the line of that file where the failure happened
+    traceback: str = ""  # for operators only: it may hold server paths and data
+
+    @classmethod
+    def of(cls, module: str, exc: BaseException) -> ImportProblem:
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001
+            message = "(its message could not be read)"
+        error = f"{type(exc).__name__}: {message}".splitlines()[0][:300] if message else type(exc).__name__
+        file, line = "", None
+        frames = traceback.extract_tb(exc.__traceback__)
+        try:
+            origin = getattr(importlib.util.find_spec(module), "origin", None) or ""
+        except (ImportError, ValueError):
+            origin = ""
+        first = next((i for i, frame in enumerate(frames) if frame.filename == origin), 0)
+        for frame in frames:
+            if origin and frame.filename == origin:
+                file, line = frame.filename, frame.lineno
+        if isinstance(exc, SyntaxError) and exc.filename:
+            file, line = exc.filename, exc.lineno
+        if not file and origin:
+            file = origin
+        # From the module's own code on: importlib's frames say nothing to whoever fixes it.
+        trace = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames[first:]))
+        trace += "".join(traceback.format_exception_only(type(exc), exc))
+        return cls(module, error, _relative(file), line, trace)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.file and self.line else self.file or self.module
+
+    @property
+    def summary(self) -> str:
+        return f"{self.where}: {self.error}"
+
+
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path) if path and not os.path.relpath(path).startswith("..") else path
+    except ValueError:
+        return path
 
 
 registry = Registry()

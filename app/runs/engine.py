@@ -21,7 +21,7 @@ import time
 import traceback as tb
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from app import artifacts
@@ -42,7 +42,10 @@ class UnknownPipeline(LookupError):
     def __init__(self, name):
         self.name = name
         known = ", ".join(registry.pipelines()) or "none"
-        super().__init__(f"there is no pipeline named {name!r} (known pipelines: {known})")
+        if name in registry.problems():
+            super().__init__(f"pipeline {name!r} is not available: {registry.why_unavailable(name)}")
+        else:
+            super().__init__(f"there is no pipeline named {name!r} (known pipelines: {known})")
 
 
 __all__ = ["UnknownPipeline", "ParamError", "RunCancelled", "Ready", "start_run", "execute_step", "run_inline", "StepContext"]
@@ -254,7 +257,8 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
 def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
     timeout = step["timeout"] or settings.STEP_TIMEOUT_SECONDS or None
     outcome = supervisor.run_in_child(
-        run_attempt_in_child, (step_run,), timeout=timeout, grace=settings.STEP_KILL_GRACE_SECONDS
+        run_attempt_in_child, (step_run,), timeout=timeout, grace=settings.STEP_KILL_GRACE_SECONDS,
+        reuse=settings.STEP_PROCESS_REUSE, max_memory_mb=settings.STEP_PROCESS_MAX_MEMORY_MB,
     )
     if outcome.finished:
         return Ready(outcome.value["ready"], [tuple(pair) for pair in outcome.value["later"]])
@@ -266,6 +270,7 @@ def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
 def run_attempt_in_child(step_run: StepRun) -> dict:
     """The child process's side of a supervised attempt: run and record it, and return what
     became ready for the worker to enqueue."""
+    close_old_connections()  # a child kept between attempts may hold a connection gone stale
     return _ready_as_json(_execute(step_run, in_child=True))
 
 
@@ -327,8 +332,8 @@ def _prepare(step_run: StepRun):
     run = step_run.run
     pipe = registry.get(run.pipeline_name)
     if pipe is None:
-        problems = registry.problems().get(run.pipeline_name)
-        reason = "; ".join(problems) if problems else "it is no longer defined in pipelines/"
+        module = snapshot_graph(run.snapshot_id, run.snapshot.source_hash).get("module", "")
+        reason = registry.why_unavailable(run.pipeline_name, module)
         raise RuntimeError(f"pipeline {run.pipeline_name!r} cannot run: {reason}")
     step = pipe.steps.get(step_run.step_name)
     if step is None:

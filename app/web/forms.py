@@ -42,7 +42,8 @@ def field_for(spec) -> forms.Field:
             attrs["max"] = spec.le
         # A text input keeps what the user typed when it is invalid, so the error can name it.
         return forms.CharField(widget=forms.NumberInput(attrs=attrs), **common)
-    return forms.CharField(**common)
+    # No maxlength attribute: the declaration's own message names the limit (ParamsForm.clean).
+    return forms.CharField(strip=False, **common)
 
 
 def field_with_marks(spec) -> forms.Field:

@@ -6,11 +6,10 @@ bench.pipelines), so both build the same DAG from the same variables:
 - BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps) or "fanout" (root → N
   middle steps → sink, N + 2 steps).
 - BENCH_N: N (default 100).
-- BENCH_ISOLATION: "process" (the default: each attempt in a supervised child process) or
-  "thread" (in a worker thread).
 
-Defines `bench_warmup` (one step, used to wait until the worker is up) and
-`bench_<shape>_<N>`. Every step does nothing and returns None, and takes no inputs, so
+Defines `bench_warmup` (one step, used to wait until the worker is up), `bench_<shape>_<N>`
+(each attempt in a supervised child process, the default) and `bench_<shape>_<N>_thread`
+(the same DAG with `isolation="thread"`). Every step does nothing and returns None, and takes no inputs, so
 what is measured is the engine's and the queue's own overhead per step.
 """
 
@@ -22,7 +21,6 @@ SHAPES = ("chain", "fanout")
 
 SHAPE = os.environ.get("BENCH_SHAPE", "chain")
 N = int(os.environ.get("BENCH_N", "100"))
-ISOLATION = os.environ.get("BENCH_ISOLATION", "process")
 if SHAPE not in SHAPES:
     raise ValueError(f"BENCH_SHAPE={SHAPE!r} is not one of {', '.join(SHAPES)}")
 if N < 1:
@@ -40,17 +38,23 @@ def _noop(ctx):
 warmup = pipeline(WARMUP_NAME, description="One no-op step: the bench waits for it to know the worker is up.")
 warmup.step(name="noop")(_noop)
 
-bench = pipeline(
-    NAME, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).", isolation=ISOLATION
-)
-width = max(4, len(str(N)))
-if SHAPE == "chain":
-    previous = None
-    for i in range(N):
-        previous = bench.step(after=[previous] if previous else [], name=f"step_{i:0{width}d}")(_noop)
-else:
-    root = bench.step(name="root")(_noop)
-    middle = [bench.step(after=[root], name=f"mid_{i:0{width}d}")(_noop) for i in range(N)]
-    bench.step(after=middle, name="sink")(_noop)
+def build(name, isolation):
+    pipe = pipeline(
+        name, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).", isolation=isolation
+    )
+    width = max(4, len(str(N)))
+    if SHAPE == "chain":
+        previous = None
+        for i in range(N):
+            previous = pipe.step(after=[previous] if previous else [], name=f"step_{i:0{width}d}")(_noop)
+    else:
+        root = pipe.step(name="root")(_noop)
+        middle = [pipe.step(after=[root], name=f"mid_{i:0{width}d}")(_noop) for i in range(N)]
+        pipe.step(after=middle, name="sink")(_noop)
+    return pipe
 
+
+bench = build(NAME, "process")
+THREAD_NAME = NAME + "_thread"
+bench_thread = build(THREAD_NAME, "thread")
 STEPS = len(bench.steps)

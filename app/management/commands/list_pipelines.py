@@ -14,5 +14,5 @@ class Command(BaseCommand):
         for name, problems in registry.problems().items():
             for problem in problems:
                 self.stderr.write(self.style.ERROR(f"{name}: {problem}"))
-        for module, trace in registry.import_errors.items():
-            self.stderr.write(self.style.ERROR(f"{module} failed to import:\n{trace}"))
+        for module, problem in registry.import_errors.items():
+            self.stderr.write(self.style.ERROR(f"{module} failed to import ({problem.where}): {problem.error}"))

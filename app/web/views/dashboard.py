@@ -67,6 +67,8 @@ def dashboard(request):
             [(day.strftime("%b %d"), n) for day, n in per_day], "Runs per day, last 30 days", label_every=7
         ),
         "runs_30d": sum(n for _, n in per_day),
+        "problems": registry.problems(),
+        "import_errors": list(registry.import_errors.values()),
     }
     template = "home/dashboard.html#live" if request.htmx else "home/dashboard.html"
     response = render(request, template, context)

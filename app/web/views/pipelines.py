@@ -44,7 +44,7 @@ def pipeline_list(request):
         {
             "rows": rows,
             "problems": registry.problems(),
-            "import_errors": registry.import_errors,
+            "import_errors": list(registry.import_errors.values()),
         },
     )
 
