@@ -83,6 +83,8 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+# Where people reach the dashboard: links printed by commands (run_pipeline --wait).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 ARTIFACTS_DIR = DATA_DIR / "artifacts"
 PIPELINES_PACKAGE = env_str("PIPELINES_PACKAGE", "pipelines")

@@ -126,7 +126,10 @@ def test_it_fails_when_the_run_failed():
         run_command("run_pipeline", "flaky_demo", "--sync")
 
     run = Run.objects.get()
-    assert str(caught.value) == f"run #{run.pk} ended failed"
+    assert str(caught.value) == (
+        f"run #{run.pk} ended failed: step 'validate' failed: ValueError: 1 record(s) have a negative amount: ids [5]; "
+        f"see http://127.0.0.1:8000/runs/{run.pk}/"
+    )
     assert run.status == Status.FAILED
     assert StepRun.objects.get(run=run, step_name="validate").status == Status.FAILED
 
@@ -141,11 +144,31 @@ def test_it_lists_the_pipelines_with_their_parameters():
     assert "fanout_demo  (5 steps) Generates numbers" in out
     assert "flaky_demo  (4 steps) Extracts records" in out
     assert "train_classifier  (5 steps) Loads a bundled dataset" in out
-    assert "    --param rows=…  int, default 1000\n" in out
-    assert "    --param seed=…  int, default 7\n" in out
-    assert "    --param fail=…  bool, default True\n" in out
-    assert "    --param dataset=…  choice, default 'iris'\n" in out
-    assert "    --param test_size=…  float, default 0.25\n" in out
+    assert "    --param fail=…  bool, default True — Make the validate step fail (set false for a clean run)\n" in out
+    assert (
+        "    --param dataset=…  choice, default 'iris', one of 'iris', 'wine', 'breast_cancer' — "
+        "Bundled scikit-learn dataset\n"
+    ) in out
+    assert "    --param test_size=…  float, default 0.25, from 0.05 to 0.9 — Share of rows held out for evaluation\n" in out
+
+
+def test_it_shows_dates_as_a_user_writes_them(define):
+    import datetime
+
+    from app.pipelines import Params, param
+
+    class DatedParams(Params):
+        day: datetime.date = param(datetime.date(2024, 1, 1), ge="2020-01-01", help="Up to this day")
+        label: str = param("", max_length=20)
+
+    @define("t_dated", params=DatedParams).step()
+    def only(ctx):
+        return None
+
+    out, _err = run_command("list_pipelines")
+
+    assert "    --param day=…  date, default 2024-01-01, at least 2020-01-01 — Up to this day\n" in out
+    assert "    --param label=…  str, default '', up to 20 characters\n" in out
 
 
 # --- seed_demo -----------------------------------------------------------------------------------

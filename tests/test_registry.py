@@ -5,6 +5,8 @@ global registry with the example pipelines is never touched.
 """
 
 import datetime
+import re
+import textwrap
 import typing
 
 import pytest
@@ -147,7 +149,12 @@ def test_it_reports_an_input_that_is_not_upstream():
     def right(ctx, left):
         return 3
 
-    assert pipe.validate() == ["step 'right': asks for input 'left', which is not a step upstream of it"]
+    [problem] = pipe.validate()
+    assert re.fullmatch(
+        r"step 'right' \(tests/test_registry.py:\d+\): asks for the output of 'left', which is not upstream of it: "
+        r"add it to the step's after=, e.g. after=\[left\]",
+        problem,
+    )
 
 
 def test_it_accepts_an_input_from_further_upstream():
@@ -683,3 +690,80 @@ def test_it_rejects_a_step_name_that_is_not_an_identifier():
     pipe.step()(lambda ctx: None)
 
     assert pipe.validate() == ["step '<lambda>': its name must be a Python identifier (use a def, or pass name=)"]
+
+
+# --- clear messages for steps that cannot work ---------------------------------------------
+
+
+def test_a_bare_step_decorator_adds_the_step():
+    pipe = Pipeline(name="p")
+
+    @pipe.step
+    def load(ctx):
+        return 1
+
+    @pipe.step(after=load)
+    def use(ctx, load):
+        return load
+
+    assert pipe.validate() == [] and list(pipe.steps) == ["load", "use"]
+    assert pipe.steps["use"].after == ["load"]
+
+
+def definition_problems(source):
+    """The problems of a pipeline whose steps are given as source code."""
+    namespace = {"Pipeline": Pipeline, "__name__": "pipelines.bad"}
+    exec(compile("pipe = Pipeline(name='p')\n" + textwrap.dedent(source), "pipelines/bad.py", "exec"), namespace)
+    return namespace["pipe"].validate()
+
+
+@pytest.mark.parametrize("source, problem", [
+    (
+        """
+        @pipe.step()
+        async def fetch(ctx):
+            return 1
+        """,
+        "step 'fetch' (pipelines/bad.py:3): is an async function; a worker calls steps as plain functions, so use def",
+    ),
+    (
+        """
+        @pipe.step()
+        def rows(ctx):
+            yield 1
+        """,
+        "step 'rows' (pipelines/bad.py:3): is a generator (it has yield); a step returns its output, so return a list",
+    ),
+    (
+        """
+        @pipe.step()
+        def fit(ctx, depth=3):
+            return depth
+        """,
+        "step 'fit' (pipelines/bad.py:3): parameter 'depth' has a default, but a step's parameters after ctx name "
+        "the upstream steps whose outputs it receives; read settings from ctx.params instead",
+    ),
+    (
+        """
+        @pipe.step()
+        def report(ctx, **outputs):
+            return outputs
+        """,
+        "step 'report' (pipelines/bad.py:3): takes **outputs; name each upstream step whose output it needs as a "
+        "parameter",
+    ),
+    (
+        """
+        def helper(ctx):
+            return 1
+
+        @pipe.step(after=[helper])
+        def use(ctx):
+            return 2
+        """,
+        "step 'use' (pipelines/bad.py:6): after= holds the function pipelines.bad.helper, which is not a step of 'p': "
+        "decorate it with @<pipeline>.step() first, or give the step's name",
+    ),
+])
+def test_a_step_that_cannot_work_is_named_with_its_file_and_line(source, problem):
+    assert definition_problems(source) == [problem]

@@ -46,7 +46,24 @@ class ParamSpec:
         return {int: "int", float: "float", bool: "bool", str: "str", datetime.date: "date"}[self.type]
 
     def describe_default(self):
-        return "(required)" if self.required else repr(self.default)
+        return "(required)" if self.required else _show(self.default)
+
+    def describe(self) -> str:
+        """Type, default, bounds, choices and help in one line, as `list_pipelines` shows it."""
+        parts = [self.type_name + (" or empty" if self.optional else "")]
+        parts.append("required" if self.required else f"default {self.describe_default()}")
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(_show(c) for c in self.choices))
+        if self.ge is not None and self.le is not None:
+            parts.append(f"from {_show(self.ge)} to {_show(self.le)}")
+        elif self.ge is not None:
+            parts.append(f"at least {_show(self.ge)}")
+        elif self.le is not None:
+            parts.append(f"at most {_show(self.le)}")
+        if self.max_length is not None and self.choices is None:
+            parts.append(f"up to {self.max_length:,} characters")
+        line = ", ".join(parts)
+        return f"{line} — {self.help}" if self.help else line
 
     def coerce(self, value):
         """Turn `value` (a Python value or a string from a form or the CLI) into this

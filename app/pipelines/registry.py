@@ -79,6 +79,10 @@ class Step:
         return self.func(*args, **kwargs)
 
     @property
+    def where(self) -> str:
+        return _where(self.func)
+
+    @property
     def doc(self):
         return inspect.cleandoc(self.func.__doc__ or "")
 
@@ -111,10 +115,21 @@ class Pipeline:
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
         after `timeout` seconds (default: the STEP_TIMEOUT_SECONDS setting) is stopped and
-        fails. `isolation` ("process", the default, or "thread": see `pipeline()`)."""
+        fails. `isolation` ("process", the default, or "thread": see `pipeline()`).
+
+        `@p.step` without parentheses works too."""
+        if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
+            return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
+                             timeout=timeout, isolation=isolation)(after)
+        if isinstance(after, (Step, str)):
+            after = [after]
 
         def decorate(func):
-            step_name = name or func.__name__
+            if not callable(func):
+                self.problems.append(f"@{self.name}.step() decorates {func!r}, which is not a function")
+                return func
+            step_name = name or getattr(func, "__name__", repr(func))
+            where = _where(func)
             upstream = []
             for dep in after:
                 if isinstance(dep, Step):
@@ -125,12 +140,24 @@ class Pipeline:
                     upstream.append(dep.name)
                 elif isinstance(dep, str):
                     upstream.append(dep)
+                elif callable(dep):
+                    self.problems.append(
+                        f"step {step_name!r} ({where}): after= holds the function "
+                        f"{getattr(dep, '__module__', '?')}.{getattr(dep, '__qualname__', repr(dep))}, which is not "
+                        f"a step of {self.name!r}: decorate it with @<pipeline>.step() first, or give the step's name"
+                    )
                 else:
-                    self.problems.append(f"step {step_name!r}: after= holds {dep!r}, not a step or a step name")
-            signature = inspect.signature(func)
-            names = list(signature.parameters)
+                    self.problems.append(
+                        f"step {step_name!r} ({where}): after= holds {dep!r}, not a step or a step name"
+                    )
+            try:
+                parameters = list(inspect.signature(func).parameters.values())
+            except (TypeError, ValueError):
+                parameters = []
+            names = [p.name for p in parameters]
             if not names:
                 self.problems.append(f"step {step_name!r}: its function must take the run context as first argument")
+            self.problems.extend(_function_problems(step_name, where, func, parameters[1:]))
             if not isinstance(step_name, str) or not step_name.isidentifier():
                 self.problems.append(
                     f"step {step_name!r}: its name must be a Python identifier (use a def, or pass name=)"
@@ -149,8 +176,9 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: timeout must be a number of seconds from 1 to 604800")
             if isolation is not None and isolation not in ISOLATIONS:
                 self.problems.append(f"step {step_name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
+            inputs = [p.name for p in parameters[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
             step = Step(
-                self, step_name, func, upstream, names[1:], retries, retry_delay, backoff,
+                self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
                 isolation or self.isolation, timeout,
             )
             self.steps.setdefault(step_name, step)
@@ -187,7 +215,14 @@ class Pipeline:
         for step in self.steps.values():
             upstream = nx.ancestors(graph, step.name)
             for wanted in step.inputs:
-                if wanted not in upstream:
+                if wanted in upstream:
+                    continue
+                if wanted in self.steps:
+                    problems.append(
+                        f"step {step.name!r} ({step.where}): asks for the output of {wanted!r}, which is not upstream "
+                        f"of it: add it to the step's after=, e.g. after=[{wanted}]"
+                    )
+                else:
                     problems.append(
                         f"step {step.name!r}: asks for input {wanted!r}, which is not a step upstream of it"
                     )
@@ -271,6 +306,36 @@ class Pipeline:
                 value = datetime.date.fromisoformat(value)
             kwargs[spec.name] = value
         return (self.params_class or Params)(**kwargs)
+
+
+def _where(func) -> str:
+    """`file:line` of a function's definition, the file relative to the project if it can be."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return getattr(func, "__module__", None) or "?"
+    return f"{_relative(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _function_problems(step_name, where, func, parameters) -> list[str]:
+    """What makes a function unfit to be a step, beyond its first (context) argument."""
+    label = f"step {step_name!r} ({where})"
+    problems = []
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        problems.append(f"{label}: is an async function; a worker calls steps as plain functions, so use def")
+    elif inspect.isgeneratorfunction(func):
+        problems.append(f"{label}: is a generator (it has yield); a step returns its output, so return a list")
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            problems.append(
+                f"{label}: takes {'*' if parameter.kind == parameter.VAR_POSITIONAL else '**'}{parameter.name}; "
+                "name each upstream step whose output it needs as a parameter"
+            )
+        elif parameter.default is not parameter.empty:
+            problems.append(
+                f"{label}: parameter {parameter.name!r} has a default, but a step's parameters after ctx name the "
+                "upstream steps whose outputs it receives; read settings from ctx.params instead"
+            )
+    return problems
 
 
 # --- the registry -----------------------------------------------------------------------

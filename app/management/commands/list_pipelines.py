@@ -10,7 +10,7 @@ class Command(BaseCommand):
         for pipe in registry.pipelines().values():
             self.stdout.write(self.style.SUCCESS(pipe.name) + f"  ({len(pipe.steps)} steps) {pipe.description}")
             for spec in pipe.param_specs:
-                self.stdout.write(f"    --param {spec.name}=…  {spec.type_name}, default {spec.describe_default()}")
+                self.stdout.write(f"    --param {spec.name}=…  {spec.describe()}")
         for name, problems in registry.problems().items():
             for problem in problems:
                 self.stderr.write(self.style.ERROR(f"{name}: {problem}"))

@@ -1,8 +1,9 @@
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from app.models import Run
+from app.models import Run, Status
 from app.pipelines.registry import ParamError
 from app.runs import engine, tasks
 
@@ -52,7 +53,15 @@ class Command(BaseCommand):
             return
         self.stderr.write(f"run #{run.pk} {run.status} ({run.steps_finished}/{run.steps_total} steps)")
         if run.status != "succeeded":
-            raise CommandError(f"run #{run.pk} ended {run.status}")
+            raise CommandError(self.failure(run))
+
+    def failure(self, run) -> str:
+        """Which step failed and why, and where to look: what an operator at a terminal needs."""
+        url = settings.SITE_URL + run.get_absolute_url()
+        failed = run.step_runs.filter(status=Status.FAILED).order_by("finished_at", "position").first()
+        if failed is None:
+            return f"run #{run.pk} ended {run.status}; see {url}"
+        return f"run #{run.pk} ended {run.status}: step {failed.step_name!r} failed: {failed.error}; see {url}"
 
     def wait_for(self, run, timeout):
         deadline = time.monotonic() + timeout
