@@ -31,10 +31,12 @@ setup: venv $(DATA_DIR)/secret_key
 	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) $(BIN)/python manage.py check
 
+# Procfile.dev: both processes restart when a file in app/ or pipelines/ changes (watchfiles);
+# Procfile (production, the image) never reloads.
 run: setup
-	@echo "Serving on http://127.0.0.1:8000 with a Huey worker (Ctrl-C stops both)."
+	@echo "Serving on http://127.0.0.1:8000 with a Huey worker (Ctrl-C stops both; edits reload them)."
 	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) HOST=127.0.0.1 PORT=8000 PATH=$(CURDIR)/$(BIN):$$PATH \
-		$(BIN)/honcho start -f Procfile
+		$(BIN)/honcho start -f Procfile.dev
 
 # Debian's chromium for the browser tests (Playwright cannot download its own here).
 browser:

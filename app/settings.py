@@ -226,6 +226,9 @@ STEP_PROCESS_MAX_MEMORY_MB = env_float("STEP_PROCESS_MAX_MEMORY_MB", 1024.0, min
 # An attempt whose whole worker vanished is tried again this many times (or as often as
 # its retries= allow, if more); then the step fails, so a poison step cannot loop forever.
 STEP_LOST_RETRIES = env_int("STEP_LOST_RETRIES", 2, minimum=0)
+# A worker whose loaded code of a pipeline is not a run's leaves the run's steps for another
+# worker; a step no worker with the right code takes within this time fails, saying why.
+STEP_CODE_WAIT_SECONDS = env_float("STEP_CODE_WAIT_SECONDS", 120.0, minimum=0.0)
 # What one attempt of a step may log (a file in the artifact store); the rest is dropped.
 STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:

@@ -134,6 +134,8 @@ class StepRun(Timed, models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid:thread that ran it")
     # Refreshed by the worker while the step runs; a stale one means the worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Since when the step waits for a worker whose loaded code is the run's (app.runs.engine).
+    code_wait_since = models.DateTimeField(null=True, blank=True)
     # Set when the output was reused from an earlier attempt's run (retry from failure).
     reused_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     log = models.TextField(blank=True)
@@ -292,6 +294,7 @@ class WorkerHeartbeat(models.Model):
 
     name = models.CharField(max_length=200, unique=True, help_text="host:pid")
     last_seen = models.DateTimeField()
+    code = models.JSONField(default=dict, blank=True, help_text="Code hash of each pipeline the worker has loaded")
 
     class Meta:
         ordering = ["-last_seen"]

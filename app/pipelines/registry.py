@@ -34,9 +34,11 @@ import pkgutil
 import re
 import sys
 import textwrap
+import tokenize
 import traceback
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import networkx as nx
 
@@ -88,6 +90,15 @@ class Step:
 
     @property
     def source(self):
+        """The step's code as its module was when it was loaded (not as the file is now)."""
+        code = getattr(self.func, "__code__", None)
+        text = self.pipeline.module_source
+        if code is not None and text and code.co_filename == self.pipeline.module_file:
+            lines = text.splitlines(keepends=True)[code.co_firstlineno - 1:]
+            try:
+                return textwrap.dedent("".join(inspect.getblock(lines)))
+            except (IndexError, SyntaxError, tokenize.TokenError):
+                pass
         try:
             return textwrap.dedent(inspect.getsource(self.func))
         except (OSError, TypeError):
@@ -102,6 +113,10 @@ class Pipeline:
     description: str = ""
     params_class: type | None = None
     module: str = ""
+    # The defining module's file and text, read when it was imported: the snapshot shows
+    # and hashes the code this process runs, helpers included, even if the file changes later.
+    module_file: str = field(default="", repr=False)
+    module_source: str = field(default="", repr=False)
     isolation: str = "process"
     steps: dict[str, Step] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -262,6 +277,7 @@ class Pipeline:
         body = {
             "pipeline": self.name,
             "module": self.module,
+            "module_hash": hashlib.sha256(self.module_source.encode()).hexdigest() if self.module_source else "",
             "description": self.description,
             "steps": steps,
             "edges": [list(e) for e in graph.edges],
@@ -496,5 +512,10 @@ def pipeline(name: str, *, params=None, description: str = "", isolation: str = 
         pipe.problems.append(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
     frame = inspect.currentframe().f_back
     pipe.module = frame.f_globals.get("__name__", "") if frame else ""
+    pipe.module_file = frame.f_code.co_filename if frame else ""
+    try:
+        pipe.module_source = Path(pipe.module_file).read_text() if pipe.module_file else ""
+    except (OSError, UnicodeDecodeError):
+        pipe.module_source = ""
     registry.add(pipe)
     return pipe

@@ -48,7 +48,37 @@ class UnknownPipeline(LookupError):
             super().__init__(f"there is no pipeline named {name!r} (known pipelines: {known})")
 
 
-__all__ = ["UnknownPipeline", "ParamError", "RunCancelled", "Ready", "start_run", "execute_step", "run_inline", "StepContext"]
+__all__ = ["UnknownPipeline", "ParamError", "OtherCode", "RunCancelled", "Ready", "start_run", "execute_step", "run_inline", "StepContext"]
+
+
+class OtherCode(Exception):
+    """The code this process loaded for a run's pipeline is not the code the run started
+    with (its snapshot): the step must run where that code is loaded, or not at all."""
+
+    def __init__(self, loaded_hash: str):
+        self.loaded_hash = loaded_hash
+        super().__init__(loaded_hash)
+
+    def describe(self, step_run: StepRun, waited: float | None) -> str:
+        run = step_run.run
+        snapshots = dict(
+            PipelineSnapshot.objects.filter(
+                pipeline_name=run.pipeline_name, source_hash__in=[self.loaded_hash, run.snapshot.source_hash]
+            ).values_list("source_hash", "created_at")
+        )
+        mine, theirs = snapshots.get(self.loaded_hash), snapshots.get(run.snapshot.source_hash)
+        within = f" within {waited:g} s" if waited is not None else ""
+        if mine is None or theirs is None or mine < theirs:
+            return (
+                f"worker {step_run.worker.rsplit(':', 1)[0]} runs older code of pipeline {run.pipeline_name!r} than "
+                f"this run (loaded {self.loaded_hash[:8]}, the run's {run.snapshot.source_hash[:8]}), and no worker "
+                f"with the run's code took the step{within}: restart the worker"
+            )
+        return (
+            f"the code of pipeline {run.pipeline_name!r} changed since this run started (now "
+            f"{self.loaded_hash[:8]}, the run's {run.snapshot.source_hash[:8]}), and no worker has the run's code "
+            f"any more{within}: retry the run to use the current code"
+        )
 
 
 class RunCancelled(Exception):
@@ -244,7 +274,7 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
         if supervised and step["isolation"] == "process":
             return _execute_in_child(step_run, step)
         try:
-            return _execute(step_run)
+            return _execute(step_run, in_worker=supervised)
         except Exception as exc:
             # Recording the outcome failed (database or disk trouble): record that instead,
             # so the step does not wait for the watchdog with the real cause lost.
@@ -271,14 +301,14 @@ def run_attempt_in_child(step_run: StepRun) -> dict:
     """The child process's side of a supervised attempt: run and record it, and return what
     became ready for the worker to enqueue."""
     close_old_connections()  # a child kept between attempts may hold a connection gone stale
-    return _ready_as_json(_execute(step_run, in_child=True))
+    return _ready_as_json(_execute(step_run, in_child=True, in_worker=True))
 
 
 def _ready_as_json(ready: Ready) -> dict:
     return {"ready": list(ready), "later": [list(pair) for pair in ready.later]}
 
 
-def _execute(step_run: StepRun, in_child: bool = False) -> Ready:
+def _execute(step_run: StepRun, in_child: bool = False, in_worker: bool = False) -> Ready:
     run = step_run.run
     log_file = artifacts.log_path(run.pk, step_run.step_name, step_run.attempt)
     with capture.capture(artifacts.resolve(log_file), settings.STEP_LOG_MAX_BYTES):
@@ -288,6 +318,10 @@ def _execute(step_run: StepRun, in_child: bool = False) -> Ready:
             output_path = _save_output(step_run, value)
         except RunCancelled:
             outcome = functools.partial(_record_cancelled, step_run)
+        except OtherCode as exc:
+            if not in_worker:  # run_pipeline --sync: no other process could run it
+                raise RuntimeError(exc.describe(step_run, waited=None)) from None
+            outcome = functools.partial(_wait_for_the_runs_code, step_run, exc)
         except BaseException as exc:  # noqa: BLE001 — sys.exit() and Ctrl-C in a step are its failures too
             error = _failure_line(exc)[:500]
             trace = _format_traceback()
@@ -338,10 +372,9 @@ def _prepare(step_run: StepRun):
     step = pipe.steps.get(step_run.step_name)
     if step is None:
         raise RuntimeError(f"step {step_run.step_name!r} no longer exists in pipeline {pipe.name!r}")
-    if pipe.snapshot()["source_hash"] != run.snapshot.source_hash:
-        log.warning(
-            "the pipeline's code changed since this run was started; running the current code of %r", step.name
-        )
+    loaded = pipe.snapshot()["source_hash"]
+    if loaded != run.snapshot.source_hash:
+        raise OtherCode(loaded)
     inputs = {}
     if step.inputs:
         paths = dict(
@@ -428,6 +461,31 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
         )
         statements.finish_steps(run_id, 1 + skipped, now)
     return Ready()
+
+
+def _wait_for_the_runs_code(step_run: StepRun, other: OtherCode, log_text: str) -> Ready:
+    """Put the step back for a worker that has the run's code, or fail it once it has
+    waited STEP_CODE_WAIT_SECONDS for one."""
+    now = timezone.now()
+    since = StepRun.objects.filter(pk=step_run.pk).values_list("code_wait_since", flat=True).first() or now
+    waited = (now - since).total_seconds()
+    if waited >= settings.STEP_CODE_WAIT_SECONDS:
+        return fail_attempt(step_run, log_text, other.describe(step_run, settings.STEP_CODE_WAIT_SECONDS))
+    this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
+    # Not an attempt: the step did not start. The claim is undone and the task comes back.
+    if not this_attempt.update(
+        status=Status.QUEUED, attempt=step_run.attempt - 1, queued_at=now, started_at=None, worker="",
+        heartbeat_at=None, code_wait_since=since,
+        error=f"waiting for a worker with this run's code of {step_run.run.pipeline_name} "
+        f"({step_run.worker.rsplit(':', 1)[0]} has other code)",
+    ):
+        return Ready()
+    log.warning("step run %s: this worker's code of %r is not the run's; left for another worker",
+                step_run.pk, step_run.run.pipeline_name)
+    return Ready(later=[(step_run.pk, CODE_RECHECK_SECONDS)])
+
+
+CODE_RECHECK_SECONDS = 2.0
 
 
 def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:

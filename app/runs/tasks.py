@@ -13,6 +13,7 @@ from huey.exceptions import TaskLockedException
 
 from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
 from app.pipelines import dag_svg
+from app.pipelines.registry import registry
 from app.runs import engine, supervisor, watchdog
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
@@ -70,9 +71,11 @@ def start(created: tuple) -> Run:
 
 @db_periodic_task(crontab(minute="*"))
 def worker_heartbeat():
-    """Every minute: record that a worker is alive (the operator home shows it)."""
+    """Every minute: record that a worker is alive and which code of each pipeline it has
+    loaded (the operator home shows both)."""
+    code = {name: pipe.snapshot()["source_hash"] for name, pipe in registry.pipelines().items()}
     WorkerHeartbeat.objects.update_or_create(
-        name=f"{socket.gethostname()}:{os.getpid()}", defaults={"last_seen": timezone.now()}
+        name=f"{socket.gethostname()}:{os.getpid()}", defaults={"last_seen": timezone.now(), "code": code}
     )
 
 

@@ -48,8 +48,13 @@ def success_rate(now, days=7):
 def dashboard(request):
     now = timezone.now()
     latest = latest_runs(list(registry.pipelines()))
+    current = {name: pipe.snapshot()["source_hash"] for name, pipe in registry.pipelines().items()}
     workers = [
-        {"name": w.name, "ago": int((now - w.last_seen).total_seconds()), "alive": now - w.last_seen < WORKER_DEAD_AFTER}
+        {
+            "name": w.name, "ago": int((now - w.last_seen).total_seconds()), "alive": now - w.last_seen < WORKER_DEAD_AFTER,
+            # Pipelines whose code this worker loaded differs from what the site has loaded.
+            "other_code": sorted(n for n, h in w.code.items() if n in current and current[n] != h),
+        }
         for w in WorkerHeartbeat.objects.all()[:20]
     ]
     rate, finished = success_rate(now)
