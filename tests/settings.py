@@ -11,6 +11,9 @@ if "DATA_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ["HUEY_IMMEDIATE"] = "false"
+# The suite's own pipelines (the shipped examples, nothing else a user adds); workers the
+# tests start inherit it.
+os.environ.setdefault("PIPELINES_PACKAGE", "tests.pipelines")
 # Playwright's sync API runs an event loop in the test thread; the ORM calls next to it are
 # still synchronous, so allow them here (never in production settings).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

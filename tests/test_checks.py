@@ -1,6 +1,7 @@
 """System checks (app/pipelines/checks.py): broken pipeline definitions are warnings, by name."""
 
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -96,3 +97,16 @@ def test_it_reports_bounds_on_a_text_parameter_instead_of_crashing():
         registry.discover(settings.PIPELINES_PACKAGE)
 
     assert "(app.W002) pipeline 't_text_bounds': parameter 'label': bounds (ge/le) only apply" in out.getvalue()
+
+
+def test_a_users_own_module_in_pipelines_does_not_change_what_the_suite_runs(tmp_path):
+    """A user adds (even a broken) module to pipelines/: the suite's registry stays the same."""
+    added = Path(settings.BASE_DIR) / "pipelines" / f"zz_users_module_{tmp_path.name}.py"
+    added.write_text("import a_library_the_user_forgot_to_install  # noqa\n")
+    try:
+        registry.discover(settings.PIPELINES_PACKAGE)
+        assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "train_classifier"]
+        assert registry.import_errors == {} and pipeline_errors() == []
+    finally:
+        added.unlink()
+        registry.discover(settings.PIPELINES_PACKAGE)

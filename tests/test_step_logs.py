@@ -45,6 +45,7 @@ def test_it_keeps_the_whole_log_in_a_file_and_shows_the_last_lines(chatty, opera
     assert talk.status == Status.SUCCEEDED
     assert "line 0000499" in page and "line 0000300" in page and "line 0000299" not in page
     assert f'href="/runs/{run.pk}/steps/talk/log/1/"' in page
+    assert "Showing the end of the log (at most 200 lines)." in page
     download = operator_client.get(f"/runs/{run.pk}/steps/talk/log/1/")
     whole = b"".join(download.streaming_content).decode()
     assert download.status_code == 200 and download["Content-Type"] == "text/plain; charset=utf-8"
@@ -65,6 +66,14 @@ def test_a_step_that_logs_too_much_keeps_the_first_part_and_says_how_much_was_dr
     assert "more bytes were dropped: an attempt's log is kept up to 1,000,000 bytes (STEP_LOG_MAX_BYTES)" in shown
     assert len(step_page.content) < 200_000 and len(run_page.content) < 200_000
     assert run.step_runs.get().status == Status.SUCCEEDED
+
+
+def test_a_short_log_is_shown_whole_with_its_download_link(chatty, operator_client):
+    run = run_chatty(lines=3)
+
+    page = operator_client.get(f"/runs/{run.pk}/steps/talk/").content.decode()
+
+    assert "line 0000000" in page and "Download the whole log" in page and "Showing the end" not in page
 
 
 def test_the_log_of_an_attempt_that_does_not_exist_is_a_404(chatty, operator_client):

@@ -146,7 +146,8 @@ def run_step(request, run_id, step):
         "info": graph_steps.get(step, {}),
         "metrics": step_run.metrics.filter(attempt=step_run.attempt),
         "attempts": attempts,
-        "log_size": artifacts.log_size(log_file) if step_run.attempt else None,
+        "log_size": (size := artifacts.log_size(log_file) if step_run.attempt else None),
+        "log_cut": bool(size) and size > len(step_run.log.encode()),
         "tail_lines": artifacts.TAIL_LINES,
         "polling": step_run.status in UNFINISHED,
     }
