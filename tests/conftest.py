@@ -105,8 +105,8 @@ def start_worker(transactional_db, tmp_path):
             DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
             HUEY_WORKERS="4",
             PYTHONUNBUFFERED="1",
-            **extra_env,
         )
+        env.update(extra_env)
         log_path = tmp_path / f"worker-{len(processes)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

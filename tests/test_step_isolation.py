@@ -1,17 +1,26 @@
 """Each attempt runs in a child process the worker supervises: whatever a step does to its own
 process fails that attempt only (real workers on tests/fixtures/hostile_pipelines)."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import override_settings
 
 from app.mlmodels import deployments
 from app.models import ModelVersion, Run, Status
 from app.pipelines.registry import registry
 from app.runs import tasks, watchdog
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -131,3 +140,48 @@ def test_only_the_version_of_the_attempt_that_succeeded_can_be_deployed(hostile,
     metrics = page[page.index("<h2>Metrics</h2>"):page.index("</table>", page.index("<h2>Metrics</h2>"))]
     assert "0.7000" in metrics and "0.6000" not in metrics
     assert "registered by attempt 1, which did not finish: cannot go live" in page
+
+
+def test_under_the_procfile_a_step_that_kills_itself_leaves_the_site_up(transactional_db, tmp_path):
+    """honcho stops every process when one exits: the worker must survive the step."""
+    port = free_port()
+    env = dict(
+        os.environ, DJANGO_SETTINGS_MODULE="tests.settings", DATA_DIR=str(settings.DATA_DIR),
+        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}", PIPELINES_PACKAGE=HOSTILE,
+        HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
+    log_path = tmp_path / "honcho.log"
+    with open(log_path, "wb") as log:
+        honcho = subprocess.Popen(
+            [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"], cwd=ROOT, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        registry.discover(HOSTILE)
+        wait_for(lambda: login_page(port) == 200, timeout=60, message="the site to answer")
+        run = tasks.trigger("t_poison", {"how": "sigkill"}, source="cli")
+
+        run = wait_for(lambda: finished(run), timeout=60, message="the poisoned run to end")
+
+        assert run.status == Status.FAILED and "signal 9" in run.step_runs.get(step_name="die").error
+        assert honcho.poll() is None, log_path.read_text()
+        assert login_page(port) == 200
+        innocent = tasks.trigger("t_innocent", source="cli")
+        assert wait_for(lambda: finished(innocent), timeout=60, message="a run after it").status == Status.SUCCEEDED
+    finally:
+        registry.discover(settings.PIPELINES_PACKAGE)
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait()
+
+
+def login_page(port) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5) as response:
+            return response.status
+    except OSError:
+        return 0

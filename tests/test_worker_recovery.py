@@ -1,12 +1,14 @@
 """A worker killed in the middle of a step: the step is found, queued again and finished."""
 
 import signal
+import sqlite3
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from app.models import Run, Status
-from app.runs import tasks, watchdog
+from app.runs import engine, tasks, watchdog
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -39,3 +41,29 @@ def test_it_finishes_a_run_whose_worker_was_killed(start_worker):
         lost_attempt = step_run.attempts.get()
         assert (lost_attempt.number, lost_attempt.status) == (1, Status.FAILED)
         assert f":{first.pid}:" in lost_attempt.worker and "stopped responding" in lost_attempt.error
+
+
+def test_a_worker_backs_off_while_its_database_is_gone_and_carries_on_when_it_is_back(start_worker, tmp_path):
+    later = tmp_path / "later"  # the worker's database is not there yet
+    worker = start_worker(DATABASE_URL=f"sqlite:///{later / 'db.sqlite3'}")
+    run, ready = engine.start_run("fanout_demo", {"rows": "5"}, source="cli")
+    tasks.enqueue(ready)
+
+    wait_for(lambda: "trying it again in 2 s" in worker.log_path.read_text(), timeout=30,
+             message="the worker to say it backs off, twice")
+    log = worker.log_path.read_text()
+    assert f"step run {ready[0]}: the database or disk failed (OperationalError: unable to open database file); " \
+           "trying it again in 1 s" in log
+    assert "trying it again in 2 s" in log and "Traceback" not in log
+
+    later.mkdir()  # the database comes back, with the run in it
+    with sqlite3.connect(connection.settings_dict["NAME"]) as source, sqlite3.connect(later / "db.sqlite3") as copy:
+        source.backup(copy)
+
+    def status_in_the_copy():
+        with sqlite3.connect(later / "db.sqlite3") as copy:
+            return copy.execute("SELECT status FROM app_run WHERE id = ?", [run.pk]).fetchone()[0] == "succeeded"
+
+    wait_for(status_in_the_copy, timeout=90, message="the run to finish once the database is back")
+    assert worker.poll() is None
+    assert "the database and disk work again after" in worker.log_path.read_text()

@@ -1,11 +1,14 @@
 """The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
 
 import datetime
+import functools
+import logging
 import os
 import socket
+import threading
 import time
 
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
@@ -21,6 +24,8 @@ from app.runs import engine, supervisor, watchdog
 CONTINUE_STEPS = 50
 CONTINUE_SECONDS = 30
 
+log = logging.getLogger(__name__)
+
 
 @HUEY.on_startup()
 def start_fork_server():
@@ -29,8 +34,51 @@ def start_fork_server():
     supervisor.start()
 
 
+class Trouble:
+    """Back-off while the database or the disk fails: one warning line per failure with the
+    delay before the next try (1 s, doubling to at most 60 s), instead of a traceback a task."""
+
+    def __init__(self):
+        self.failures = 0
+        self.lock = threading.Lock()
+
+    def delay(self) -> float:
+        with self.lock:
+            self.failures += 1
+            return min(60.0, 2.0 ** (self.failures - 1))
+
+    def over(self):
+        with self.lock:
+            if self.failures:
+                log.warning("the database and disk work again after %d failed tries", self.failures)
+            self.failures = 0
+
+
+trouble = Trouble()
+
+
+def _describe(exc) -> str:
+    return supervisor.describe_exception(exc).splitlines()[0][:300]
+
+
 @db_task()
 def run_step(step_run_id: int):
+    try:
+        _run_chain(step_run_id)
+    except (DatabaseError, OSError) as exc:
+        delay = trouble.delay()
+        log.warning("step run %s: the database or disk failed (%s); trying it again in %g s", step_run_id,
+                    _describe(exc), delay)
+        close_old_connections()
+        try:
+            run_step.schedule((step_run_id,), delay=delay)
+        except Exception as queue_exc:  # the queue is on the same disk: the watchdog finds it later
+            log.warning("step run %s: could not queue it again either (%s)", step_run_id, _describe(queue_exc))
+    else:
+        trouble.over()
+
+
+def _run_chain(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
     ready = engine.execute_step(step_run_id, supervised=True)
     for _ in range(CONTINUE_STEPS - 1):
@@ -41,6 +89,21 @@ def run_step(step_run_id: int):
         ready = engine.execute_step(ready[0], supervised=True)
     schedule_retries(ready)
     enqueue(ready)
+
+
+def tolerates_trouble(task):
+    """A periodic task that logs one line, not a traceback, when the database or disk fails
+    (it runs again next period anyway)."""
+
+    @functools.wraps(task)
+    def wrapped(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except (DatabaseError, OSError) as exc:
+            log.warning("%s: the database or disk failed (%s); next try in a minute", task.__name__, _describe(exc))
+            close_old_connections()
+
+    return wrapped
 
 
 def enqueue(step_run_ids):
@@ -70,6 +133,7 @@ def start(created: tuple) -> Run:
 
 
 @db_periodic_task(crontab(minute="*"))
+@tolerates_trouble
 def worker_heartbeat():
     """Every minute: record that a worker is alive and which code of each pipeline it has
     loaded (the operator home shows both)."""
@@ -80,6 +144,7 @@ def worker_heartbeat():
 
 
 @db_periodic_task(crontab(minute="*"))
+@tolerates_trouble
 def recover_steps():
     """Every minute: recover step runs that would otherwise wait forever."""
     enqueue(watchdog.rescue_lost_steps())
