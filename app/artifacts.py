@@ -58,7 +58,8 @@ def save_output(run_id: int, step_name: str, value, attempt: int = 1) -> str:
     """Persist a step's return value; returns its path relative to the store. Each attempt
     has a file of its own, so an attempt given up for dead that finishes late cannot
     overwrite the output of the attempt that replaced it."""
-    relative = f"runs/{int(run_id)}/{step_name}.pkl" if attempt == 1 else f"runs/{int(run_id)}/{step_name}.{int(attempt)}.pkl"
+    suffix = ".pkl" if attempt == 1 else f".{int(attempt)}.pkl"  # the first attempt keeps the old name
+    relative = f"runs/{int(run_id)}/{step_name}{suffix}"
 
     def write(path):
         with open(path, "wb") as handle:

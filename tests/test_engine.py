@@ -8,6 +8,7 @@ import sys
 import threading
 
 import pytest
+from django.conf import settings
 
 from app import artifacts
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
@@ -496,3 +497,28 @@ def test_it_fails_a_step_when_its_retries_are_used_up(define):
     first = step_run.attempts.get()
     assert first.log.endswith("hopeless: attempt 1\n")
     assert "RuntimeError: attempt 1 failed" in first.traceback
+
+
+def test_a_run_whose_pipeline_code_changed_fails_inline_saying_so(define):
+    first = define("t_changing")
+
+    @first.step()
+    def only(ctx):
+        return 1
+
+    run, ready = engine.start_run("t_changing")
+    registry.discover(settings.PIPELINES_PACKAGE)  # the module is edited and loaded again…
+    second = define("t_changing")
+
+    @second.step()
+    def only(ctx):  # noqa: F811 — …with other code
+        return 2
+
+    run = engine.run_inline(run, ready)
+
+    step_run = run.step_runs.get()
+    assert (run.status, step_run.status) == (Status.FAILED, Status.FAILED)
+    assert "pipeline 't_changing'" in step_run.error and "recording the outcome failed" not in step_run.error
+    # The loaded code never started a run, so nothing says it is newer: the process is told to restart.
+    assert "runs older code of pipeline 't_changing' than this run" in step_run.error
+    assert step_run.error.endswith("and no worker with the run's code took the step: restart the worker")

@@ -29,13 +29,11 @@ import importlib.util
 import inspect
 import json
 import logging
-import os
 import pkgutil
 import re
 import sys
 import textwrap
 import tokenize
-import traceback
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ import networkx as nx
 
 from app.pipelines import graph as dag
 from app.pipelines.params import DefinitionError, ParamError, Params, param, param_specs
+from app.pipelines.problems import ImportProblem, relative_path
 
 __all__ = ["pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError"]
 
@@ -329,7 +328,7 @@ def _where(func) -> str:
     code = getattr(func, "__code__", None)
     if code is None:
         return getattr(func, "__module__", None) or "?"
-    return f"{_relative(code.co_filename)}:{code.co_firstlineno}"
+    return f"{relative_path(code.co_filename)}:{code.co_firstlineno}"
 
 
 def _function_problems(step_name, where, func, parameters) -> list[str]:
@@ -441,58 +440,6 @@ class Registry:
             log.warning("pipeline module %s is not loaded: %s", problem.module, problem.summary)
         for name, problems in self.problems().items():
             log.warning("pipeline %r is not available: %s", name, "; ".join(problems))
-
-
-@dataclass
-class ImportProblem:
-    """A pipeline module that failed to import: where and why."""
-
-    module: str
-    error: str  # "Type: message", one line
-    file: str = ""  # the module's own file, as a path relative to the project when it can be
-    line: int | None = None  # the line of that file where the failure happened
-    traceback: str = ""  # for operators only: it may hold server paths and data
-
-    @classmethod
-    def of(cls, module: str, exc: BaseException) -> ImportProblem:
-        try:
-            message = str(exc)
-        except Exception:  # noqa: BLE001
-            message = "(its message could not be read)"
-        error = f"{type(exc).__name__}: {message}".splitlines()[0][:300] if message else type(exc).__name__
-        file, line = "", None
-        frames = traceback.extract_tb(exc.__traceback__)
-        try:
-            origin = getattr(importlib.util.find_spec(module), "origin", None) or ""
-        except (ImportError, ValueError):
-            origin = ""
-        first = next((i for i, frame in enumerate(frames) if frame.filename == origin), 0)
-        for frame in frames:
-            if origin and frame.filename == origin:
-                file, line = frame.filename, frame.lineno
-        if isinstance(exc, SyntaxError) and exc.filename:
-            file, line = exc.filename, exc.lineno
-        if not file and origin:
-            file = origin
-        # From the module's own code on: importlib's frames say nothing to whoever fixes it.
-        trace = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames[first:]))
-        trace += "".join(traceback.format_exception_only(type(exc), exc))
-        return cls(module, error, _relative(file), line, trace)
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.file and self.line else self.file or self.module
-
-    @property
-    def summary(self) -> str:
-        return f"{self.where}: {self.error}"
-
-
-def _relative(path: str) -> str:
-    try:
-        return os.path.relpath(path) if path and not os.path.relpath(path).startswith("..") else path
-    except ValueError:
-        return path
 
 
 registry = Registry()

@@ -319,9 +319,10 @@ def _execute(step_run: StepRun, in_child: bool = False, in_worker: bool = False)
         except RunCancelled:
             outcome = functools.partial(_record_cancelled, step_run)
         except OtherCode as exc:
-            if not in_worker:  # run_pipeline --sync: no other process could run it
-                raise RuntimeError(exc.describe(step_run, waited=None)) from None
-            outcome = functools.partial(_wait_for_the_runs_code, step_run, exc)
+            if in_worker:
+                outcome = functools.partial(_wait_for_the_runs_code, step_run, exc)
+            else:  # run_pipeline --sync: no other process could run it
+                outcome = functools.partial(_record_failure, step_run, error=exc.describe(step_run, None), trace="")
         except BaseException as exc:  # noqa: BLE001 — sys.exit() and Ctrl-C in a step are its failures too
             error = _failure_line(exc)[:500]
             trace = _format_traceback()
@@ -444,6 +445,7 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
                 queued_at=now + datetime.timedelta(seconds=delay),
                 log="",
                 error=error,
+                code_wait_since=None,  # the next attempt waits afresh for the right code
             )
             if not updated:
                 return Ready()

@@ -56,7 +56,8 @@ def mark_succeeded(step_run: StepRun, now, log: str, output_path: str) -> bool:
     """running → succeeded, only if this attempt still owns the step run."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {STEP} SET status = %s, finished_at = %s, log = %s, output_path = %s, error = ''"
+            f"UPDATE {STEP} SET status = %s, finished_at = %s, log = %s, output_path = %s, error = '',"
+            " code_wait_since = NULL"
             " WHERE id = %s AND status = %s AND attempt = %s",
             [Status.SUCCEEDED, _when(now), log, output_path, step_run.pk, Status.RUNNING, step_run.attempt],
         )

@@ -6,7 +6,7 @@ process started once per worker, which has imported Django and every pipeline mo
 (app.runs.preload) and never opened the database. Forking the worker itself would be cheaper
 by a few milliseconds but unsafe: it has threads that hold locks at any moment, and SQLite's
 per-process lock table does not survive a fork (a child then waits forever for "database is
-locked"). Each child starts from the same loaded code, runs one attempt and exits.
+locked"). Every child starts from the same loaded code.
 
 Whatever a step does to its process — segfault, `os.kill(os.getpid(), 9)`, running out of
 memory, `os._exit`, holding the GIL for minutes — happens to the child. The worker's thread
@@ -19,9 +19,10 @@ database connection ~15 ms more: more than the whole per-step overhead of the en
 So a child that answered is kept for the next attempt of any step of this worker, like
 Celery's prefork pool, until it has run STEP_PROCESS_REUSE attempts or grown past
 STEP_PROCESS_MAX_MEMORY_MB; a child that crashed, timed out or failed is never reused.
-STEP_PROCESS_REUSE=1 gives every attempt a fresh process. A child watches a pipe from its worker and ends
-itself when the worker is gone, so a step does not go on after the worker accountable for it
-died (unless it holds the GIL at that moment: then it ends when it lets go; what it records
+STEP_PROCESS_REUSE=1 gives every attempt a fresh process.
+
+A child watches a pipe from its worker and ends itself when the worker is gone, so a step
+does not go on after the worker accountable for it died (unless it holds the GIL at that moment: then it ends when it lets go; what it records
 then is refused, since the watchdog has moved the step run on to another attempt).
 
 `run_in_child` knows nothing about steps: it runs a function in a child and says what

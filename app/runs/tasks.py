@@ -63,32 +63,32 @@ def _describe(exc) -> str:
 
 @db_task()
 def run_step(step_run_id: int):
+    deadline = time.monotonic() + CONTINUE_SECONDS
+    current = step_run_id
     try:
-        _run_chain(step_run_id)
+        ready = engine.execute_step(current, supervised=True)
+        for _ in range(CONTINUE_STEPS - 1):
+            schedule_retries(ready)
+            if not ready or time.monotonic() > deadline:
+                break
+            enqueue(ready[1:])
+            current = ready[0]
+            ready = engine.execute_step(current, supervised=True)
+        schedule_retries(ready)
+        enqueue(ready)
     except (DatabaseError, OSError) as exc:
+        # The step that was being worked on is tried again later (a claim that did not
+        # commit left it queued; one that did is the watchdog's).
         delay = trouble.delay()
-        log.warning("step run %s: the database or disk failed (%s); trying it again in %g s", step_run_id,
+        log.warning("step run %s: the database or disk failed (%s); trying it again in %g s", current,
                     _describe(exc), delay)
         close_old_connections()
         try:
-            run_step.schedule((step_run_id,), delay=delay)
+            run_step.schedule((current,), delay=delay)
         except Exception as queue_exc:  # the queue is on the same disk: the watchdog finds it later
-            log.warning("step run %s: could not queue it again either (%s)", step_run_id, _describe(queue_exc))
+            log.warning("step run %s: could not queue it again either (%s)", current, _describe(queue_exc))
     else:
         trouble.over()
-
-
-def _run_chain(step_run_id: int):
-    deadline = time.monotonic() + CONTINUE_SECONDS
-    ready = engine.execute_step(step_run_id, supervised=True)
-    for _ in range(CONTINUE_STEPS - 1):
-        schedule_retries(ready)
-        if not ready or time.monotonic() > deadline:
-            break
-        enqueue(ready[1:])
-        ready = engine.execute_step(ready[0], supervised=True)
-    schedule_retries(ready)
-    enqueue(ready)
 
 
 def tolerates_trouble(task):

@@ -140,14 +140,15 @@ def run_step(request, run_id, step):
     attempts = list(step_run.attempts.all())
     for attempt in attempts:
         attempt.log_size = artifacts.log_size(artifacts.log_path(run.pk, step, attempt.number))
+    log_size = artifacts.log_size(log_file) if step_run.attempt else None
     context = {
         "run": run,
         "step_run": step_run,
         "info": graph_steps.get(step, {}),
         "metrics": step_run.metrics.filter(attempt=step_run.attempt),
         "attempts": attempts,
-        "log_size": (size := artifacts.log_size(log_file) if step_run.attempt else None),
-        "log_cut": bool(size) and size > len(step_run.log.encode()),
+        "log_size": log_size,
+        "log_cut": bool(log_size) and log_size > len(step_run.log.encode()),
         "tail_lines": artifacts.TAIL_LINES,
         "polling": step_run.status in UNFINISHED,
     }
