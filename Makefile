@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= $(CURDIR)/.data
 export DATA_DIR
 
-.PHONY: run test setup venv migrate demo browser bench clean
+.PHONY: run test test-sqlite test-scale servers setup venv migrate demo browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,33 @@ browser:
 		else echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will be skipped, or fail when CI=true."; fi; \
 	fi
 
-# The layer contract first (pyproject.toml, docs/architecture.md): a second, then the suite.
-test: setup browser
+# PostgreSQL and Redis for the scale-out half of the suite (Debian's packages; the tests
+# start throwaway servers of their own on loopback and stop them by PID).
+servers:
+	@missing=""; ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing$$missing for the PostgreSQL + Redis tests…"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
+		else echo "$$missing missing and cannot be installed here (needs root and apt-get)"; exit 1; fi; \
+	fi
+
+# The layer contract first (pyproject.toml, docs/architecture.md), then the whole suite
+# twice: on SQLite files with Huey's SQLite queue (one machine), and on a throwaway
+# PostgreSQL and Redis (several machines). `make test-sqlite` / `make test-scale` run one.
+test: setup browser servers
 	$(BIN)/lint-imports --no-cache
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-scale
+
+test-sqlite:
+	@echo "== the suite on SQLite + Huey's SQLite queue"
 	env -u DATA_DIR $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-scale:
+	@echo "== the suite on PostgreSQL + Redis"
+	env -u DATA_DIR $(BIN)/python -m tests.servers -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/step_overhead.py --shape chain --n 100

@@ -134,24 +134,32 @@ TEMPLATES = [
     },
 ]
 
-# SQLite by default; DATABASE_URL switches to PostgreSQL for many workers.
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+
+
+def database_settings(url: str) -> dict:
+    """The default database from a URL: SQLite by default; PostgreSQL for many workers."""
+    database = dj_database_url.parse(
+        url,
         # Persistent connections: a worker would otherwise reconnect for every step.
         conn_max_age=env_int("DB_CONN_MAX_AGE", 600, minimum=0),
         conn_health_checks=True,
     )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {
-        # IMMEDIATE: a step's bookkeeping transaction takes the write lock at BEGIN, so two
-        # workers finishing sibling steps are serialised instead of failing on lock upgrade.
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {
+            # IMMEDIATE: a step's bookkeeping transaction takes the write lock at BEGIN, so two
+            # workers finishing sibling steps are serialised instead of failing on lock upgrade.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        database["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+    elif database["ENGINE"] == "django.db.backends.postgresql":
+        database.setdefault("OPTIONS", {})
+        database["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 10, minimum=1))
+    return database
+
+
+DATABASES = {"default": database_settings(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -188,28 +196,38 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # The task queue. `immediate` is always explicit: otherwise djhuey follows DEBUG and would
 # run pipeline code inside the web process.
+
+
+def huey_settings(redis_url: str | None, name: str = "mlops") -> dict:
+    """The task queue: a SQLite file in DATA_DIR by default; Redis for many machines.
+    `immediate` is always explicit: otherwise djhuey follows DEBUG and would run pipeline
+    code inside the web process."""
+    huey = {
+        "name": name,
+        "immediate": env_bool("HUEY_IMMEDIATE", False),
+        "results": False,
+        "consumer": {
+            "workers": env_int("HUEY_WORKERS", 4, minimum=1),
+            "worker_type": "thread",
+            # Idle polling backs off from 10 ms to at most 100 ms (huey's default is 10 s, which
+            # would make a run triggered on an idle worker wait that long for its first step).
+            "initial_delay": 0.01,
+            "backoff": 1.15,
+            "max_delay": env_int("HUEY_MAX_DELAY_MS", 100, minimum=1) / 1000,
+            "periodic": True,
+        },
+    }
+    if redis_url:
+        huey.update({"huey_class": "huey.RedisHuey", "url": redis_url})
+    else:
+        # No fsync per queue operation: a process crash loses nothing (WAL), and a task lost
+        # to a power failure is found again by the watchdog (app.runs.tasks.stranded_steps).
+        huey.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3"), "fsync": False})
+    return huey
+
+
 HUEY_REDIS_URL = env_str("HUEY_REDIS_URL")
-HUEY = {
-    "name": "mlops",
-    "immediate": env_bool("HUEY_IMMEDIATE", False),
-    "results": False,
-    "consumer": {
-        "workers": env_int("HUEY_WORKERS", 4, minimum=1),
-        "worker_type": "thread",
-        # Idle polling backs off from 10 ms to at most 100 ms (huey's default is 10 s, which
-        # would make a run triggered on an idle worker wait that long for its first step).
-        "initial_delay": 0.01,
-        "backoff": 1.15,
-        "max_delay": env_int("HUEY_MAX_DELAY_MS", 100, minimum=1) / 1000,
-        "periodic": True,
-    },
-}
-if HUEY_REDIS_URL:
-    HUEY.update({"huey_class": "huey.RedisHuey", "url": HUEY_REDIS_URL})
-else:
-    # No fsync per queue operation: a process crash loses nothing (WAL), and a task lost to
-    # a power failure is found again by the watchdog (app.runs.tasks.stranded_steps).
-    HUEY.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3"), "fsync": False})
+HUEY = huey_settings(HUEY_REDIS_URL)
 
 # A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not
 # marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.

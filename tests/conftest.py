@@ -42,6 +42,33 @@ def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
+def database_url() -> str:
+    """The URL of the database this test runs on (the test database pytest-django made),
+    for the worker and web processes a test starts; any back end."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def process_env(**extra) -> dict:
+    """The environment of a worker, web or command process a test starts: the test settings
+    on this test's database, artifact store and queue."""
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATA_DIR=str(settings.DATA_DIR),
+        TEST_DATABASE_URL=database_url(),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
 def make_user(username, group=None, superuser=False):
     user = User.objects.create_user(username, password=PASSWORD, is_staff=superuser, is_superuser=superuser)
     if group:
@@ -98,15 +125,7 @@ def start_worker(transactional_db, tmp_path):
     processes = []
 
     def start(**extra_env):
-        env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            DATA_DIR=str(settings.DATA_DIR),
-            DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
-            HUEY_WORKERS="4",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra_env)
+        env = process_env(HUEY_WORKERS="4", **extra_env)
         log_path = tmp_path / f"worker-{len(processes)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -138,13 +157,7 @@ def free_port() -> int:
 def web_server(transactional_db, tmp_path):
     """A real gunicorn (two worker processes) serving this test's database; its base URL."""
     port = free_port()
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATA_DIR=str(settings.DATA_DIR),
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
-        PYTHONUNBUFFERED="1",
-    )
+    env = process_env()
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

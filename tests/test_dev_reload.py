@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from app.models import Run, Status
 from app.pipelines.registry import registry
 from app.runs import actions, tasks
-from tests.conftest import wait_for
+from tests.conftest import process_env, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -65,10 +64,8 @@ def test_the_worker_restarts_on_an_edit_and_runs_the_new_code(package, tmp_path)
     # The line of Procfile.dev, watching the fixture package instead of pipelines/.
     line = next(l for l in (ROOT / "Procfile.dev").read_text().splitlines() if l.startswith("worker:"))
     assert line.endswith('"python manage.py run_huey" app pipelines')
-    env = dict(
-        os.environ, DJANGO_SETTINGS_MODULE="tests.settings", DATA_DIR=str(settings.DATA_DIR),
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}", PIPELINES_PACKAGE=PACKAGE,
-        PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", PYTHONUNBUFFERED="1",
+    env = process_env(
+        PIPELINES_PACKAGE=PACKAGE, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # as `make run` sets it
     )
     log_path = tmp_path / "watch.log"

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import override_settings
 
 from app.mlmodels import deployments
 from app.models import ModelVersion, Run, Status
 from app.pipelines.registry import registry
 from app.runs import tasks, watchdog
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, process_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,10 +144,8 @@ def test_only_the_version_of_the_attempt_that_succeeded_can_be_deployed(hostile,
 def test_under_the_procfile_a_step_that_kills_itself_leaves_the_site_up(transactional_db, tmp_path):
     """honcho stops every process when one exits: the worker must survive the step."""
     port = free_port()
-    env = dict(
-        os.environ, DJANGO_SETTINGS_MODULE="tests.settings", DATA_DIR=str(settings.DATA_DIR),
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}", PIPELINES_PACKAGE=HOSTILE,
-        HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1",
+    env = process_env(
+        PIPELINES_PACKAGE=HOSTILE, HOST="127.0.0.1", PORT=str(port),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     )
     log_path = tmp_path / "honcho.log"

@@ -72,7 +72,9 @@ def previous_live(model: RegisteredModel) -> ModelVersion | None:
 
 def lock_model(model_id: int) -> RegisteredModel:
     """The model row, locked until the end of the transaction (call inside one)."""
-    return RegisteredModel.objects.select_for_update().select_related("live__version").get(pk=model_id)
+    # Only the model's own row: PostgreSQL refuses FOR UPDATE on the nullable side of the
+    # outer join a select_related("live") would add (SQLite ignores FOR UPDATE altogether).
+    return RegisteredModel.objects.select_for_update(of=("self",)).select_related("live__version").get(pk=model_id)
 
 
 def go_live(model: RegisteredModel, version: ModelVersion, user, reason: str, kind: str) -> Deployment:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from app.models.fields import OrderedJSONField
 from app.models.runs import PipelineSnapshot, Run, StepRun
 
 
@@ -41,12 +42,12 @@ class ModelVersion(models.Model):
     file_path = models.CharField(max_length=500, help_text="Relative to the artifact store")
     file_size = models.PositiveBigIntegerField(default=0)
     n_features = models.PositiveIntegerField(null=True, blank=True, help_text="Features per instance, if the model says")
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = OrderedJSONField(default=dict, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
     step_run = models.ForeignKey(StepRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
     attempt = models.PositiveIntegerField(default=1, help_text="The attempt of its step run that recorded it: only the recorded attempt's count")
     pipeline_name = models.CharField(max_length=100, blank=True)
-    params = models.JSONField(default=dict, blank=True, help_text="The run's parameters")
+    params = OrderedJSONField(default=dict, blank=True, help_text="The run's parameters")
     snapshot = models.ForeignKey(PipelineSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -156,7 +157,7 @@ class ResultTable(models.Model):
     attempt = models.PositiveIntegerField(default=1, help_text="The attempt of its step run that recorded it: only the recorded attempt's count")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=ResultKind.choices)
-    data = models.JSONField()
+    data = OrderedJSONField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,6 +7,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from app.models.fields import OrderedJSONField
+
 
 class PipelineSnapshot(models.Model):
     """The DAG a run ran: steps, edges, docstrings, sources. Shared by every run of the same
@@ -14,7 +16,7 @@ class PipelineSnapshot(models.Model):
 
     pipeline_name = models.CharField(max_length=100)
     source_hash = models.CharField(max_length=64)
-    graph = models.JSONField()
+    graph = OrderedJSONField()
     # Graphviz layout with status placeholders (app.pipelines.dag_svg); filled once by
     # app.runs.tasks.layout_for, off the hot path.
     layout_svg = models.TextField(blank=True)
@@ -68,7 +70,7 @@ class Run(Timed, models.Model):
     # Denormalised from the snapshot so the run list can filter by pipeline with one index.
     pipeline_name = models.CharField(max_length=100)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    params = models.JSONField(default=dict)
+    params = OrderedJSONField(default=dict)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -231,7 +233,7 @@ class ParameterSetRevision(models.Model):
 
     parameter_set = models.ForeignKey(ParameterSet, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
-    values = models.JSONField()
+    values = OrderedJSONField()
     note = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -273,7 +275,7 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=50, blank=True)
     target_label = models.CharField(max_length=200, blank=True)
     target_url = models.CharField(max_length=300, blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    details = OrderedJSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -294,7 +296,7 @@ class WorkerHeartbeat(models.Model):
 
     name = models.CharField(max_length=200, unique=True, help_text="host:pid")
     last_seen = models.DateTimeField()
-    code = models.JSONField(default=dict, blank=True, help_text="Code hash of each pipeline the worker has loaded")
+    code = OrderedJSONField(default=dict, blank=True, help_text="Code hash of each pipeline the worker has loaded")
 
     class Meta:
         ordering = ["-last_seen"]
