@@ -20,6 +20,7 @@ from app.models.runs import (  # noqa: F401
     UNFINISHED,
     AuditAction,
     AuditEvent,
+    Lease,
     Metric,
     ParameterSet,
     ParameterSetRevision,

@@ -138,6 +138,11 @@ class StepRun(Timed, models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Since when the step waits for a worker whose loaded code is the run's (app.runs.engine).
     code_wait_since = models.DateTimeField(null=True, blank=True)
+    # How many of its upstream steps have not succeeded yet; a step is queued when it reaches
+    # 0, so finishing a step costs O(its successors), not O(its siblings) (wide fan-in).
+    upstream_left = models.PositiveIntegerField(default=0)
+    # The queue its tasks go to (the step's or pipeline's queue=, else "default").
+    queue = models.CharField(max_length=50, default="default")
     # Set when the output was reused from an earlier attempt's run (retry from failure).
     reused_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     log = models.TextField(blank=True)
@@ -292,14 +297,33 @@ class AuditEvent(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """Last sign of life of each worker process, written by a periodic task (app.runs.tasks)."""
+    """Last sign of life of each worker process, written by a thread of that very process
+    (app.runs.heartbeat) every STEP_HEARTBEAT_SECONDS."""
 
     name = models.CharField(max_length=200, unique=True, help_text="host:pid")
     last_seen = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(max_length=50, default="default", help_text="The queue it serves")
+    threads = models.PositiveIntegerField(default=0)
+    stopping = models.BooleanField(default=False, help_text="Draining after SIGTERM: takes no new steps")
     code = OrderedJSONField(default=dict, blank=True, help_text="Code hash of each pipeline the worker has loaded")
 
     class Meta:
         ordering = ["-last_seen"]
+
+    def __str__(self):
+        return self.name
+
+
+class Lease(models.Model):
+    """Who does a piece of periodic work (the watchdog) for one period: a worker runs it only
+    after moving `period` forward with a conditional UPDATE, so with any number of workers
+    it runs once per period (app.runs.leases)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    period = models.BigIntegerField(default=0, help_text="The last period it was taken for")
+    holder = models.CharField(max_length=200, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name
