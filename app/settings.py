@@ -6,6 +6,7 @@ DATA_DIR). A malformed value stops start-up with a message naming the variable.
 
 import math
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -98,8 +99,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
-    "huey.contrib.djhuey",
+    # Before djhuey, so app's run_huey (queues, a sign of life, draining on SIGTERM)
+    # replaces djhuey's own.
     "app.apps.MlopsConfig",
+    "huey.contrib.djhuey",
 ]
 
 MIDDLEWARE = [
@@ -214,7 +217,13 @@ def huey_settings(redis_url: str | None, name: str = "mlops") -> dict:
             "initial_delay": 0.01,
             "backoff": 1.15,
             "max_delay": env_int("HUEY_MAX_DELAY_MS", 100, minimum=1) / 1000,
-            "periodic": True,
+            # No periodic tasks: each worker's own thread does the periodic work, once per
+            # period across workers (app.runs.worker).
+            "periodic": False,
+            # SIGTERM (what Docker and Kubernetes send) drains: running steps may finish for
+            # WORKER_DRAIN_SECONDS, then are handed over to another worker (app.runs.supervisor).
+            "graceful_signal": "TERM",
+            "shutdown_timeout": env_float("WORKER_DRAIN_SECONDS", 20.0, minimum=0.0),
         },
     }
     if redis_url:
@@ -228,6 +237,12 @@ def huey_settings(redis_url: str | None, name: str = "mlops") -> dict:
 
 HUEY_REDIS_URL = env_str("HUEY_REDIS_URL")
 HUEY = huey_settings(HUEY_REDIS_URL)
+# The queue a worker serves unless `run_huey --queue` says otherwise (app.runs.queues).
+HUEY_QUEUE = env_str("HUEY_QUEUE", "default")
+if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", HUEY_QUEUE):
+    raise ImproperlyConfigured(f"HUEY_QUEUE={HUEY_QUEUE!r}: a queue is 1–50 lowercase letters, digits, _ or -")
+# How often each worker records its sign of life and tries for the watchdog's lease.
+WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 5.0, minimum=0.1)
 
 # A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not
 # marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.

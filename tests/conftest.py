@@ -60,6 +60,8 @@ def process_env(**extra) -> dict:
         DATA_DIR=str(settings.DATA_DIR),
         TEST_DATABASE_URL=database_url(),
         PYTHONUNBUFFERED="1",
+        # A worker stopped at the end of a test hands its running steps over in 2 s.
+        WORKER_DRAIN_SECONDS="2",
     )
     env.update(extra)
     return env

@@ -151,7 +151,7 @@ def test_under_the_procfile_a_step_that_kills_itself_leaves_the_site_up(transact
     log_path = tmp_path / "honcho.log"
     with open(log_path, "wb") as log:
         honcho = subprocess.Popen(
-            [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile"], cwd=ROOT, env=env,
+            [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "web", "worker"], cwd=ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -1,6 +1,5 @@
 """Model fields of our own."""
 
-import json
 
 from django.db import models
 

@@ -52,6 +52,15 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 # How a worker runs a step's attempts: in a child process it supervises (a crash, a
 # timeout or a runaway C call hurts that attempt only), or in one of its own threads.
 ISOLATIONS = ("process", "thread")
+# Queues route steps to the workers serving them (app.runs.tasks); the name is also part of
+# the queue's key in Redis or SQLite.
+DEFAULT_QUEUE = "default"
+QUEUE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
+QUEUE_RULE = "queue must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
+
+
+def valid_queue(queue) -> bool:
+    return isinstance(queue, str) and QUEUE_PATTERN.fullmatch(queue) is not None
 
 
 # --- pipelines and steps ----------------------------------------------------------------
@@ -71,6 +80,7 @@ class Step:
     backoff: float = 1.0
     isolation: str = "process"
     timeout: float | None = None
+    queue: str = DEFAULT_QUEUE
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -117,24 +127,27 @@ class Pipeline:
     module_file: str = field(default="", repr=False)
     module_source: str = field(default="", repr=False)
     isolation: str = "process"
+    queue: str = DEFAULT_QUEUE
     steps: dict[str, Step] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _snapshot: dict | None = field(default=None, repr=False, compare=False)
     _snapshot_steps: int = field(default=0, repr=False, compare=False)
 
-    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None):
+    def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
+             queue=None):
         """Decorator adding a step. `after` lists the steps (functions or names) it waits for;
         the function's parameters after `ctx` name the upstream steps whose outputs it gets.
 
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
         after `timeout` seconds (default: the STEP_TIMEOUT_SECONDS setting) is stopped and
-        fails. `isolation` ("process", the default, or "thread": see `pipeline()`).
+        fails. `isolation` ("process", the default, or "thread": see `pipeline()`). `queue`:
+        only workers serving that queue run the step (default: the pipeline's queue).
 
         `@p.step` without parentheses works too."""
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
-                             timeout=timeout, isolation=isolation)(after)
+                             timeout=timeout, isolation=isolation, queue=queue)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -190,10 +203,12 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: timeout must be a number of seconds from 1 to 604800")
             if isolation is not None and isolation not in ISOLATIONS:
                 self.problems.append(f"step {step_name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
+            if queue is not None and not valid_queue(queue):
+                self.problems.append(f"step {step_name!r}: {QUEUE_RULE}, not {queue!r}")
             inputs = [p.name for p in parameters[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
             step = Step(
                 self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
-                isolation or self.isolation, timeout,
+                isolation or self.isolation, timeout, queue or self.queue,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -270,6 +285,7 @@ class Pipeline:
                 "backoff": s.backoff,
                 "isolation": s.isolation,
                 "timeout": s.timeout,
+                "queue": s.queue,
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -445,7 +461,9 @@ class Registry:
 registry = Registry()
 
 
-def pipeline(name: str, *, params=None, description: str = "", isolation: str = "process") -> Pipeline:
+def pipeline(
+    name: str, *, params=None, description: str = "", isolation: str = "process", queue: str = DEFAULT_QUEUE
+) -> Pipeline:
     """Define a pipeline. Add steps with the `@p.step(after=[...])` decorator.
 
     `isolation="process"` (the default): a worker runs each attempt of a step in a child
@@ -453,10 +471,18 @@ def pipeline(name: str, *, params=None, description: str = "", isolation: str = 
     C call that holds the GIL for minutes fails that attempt only, and `timeout=` can be
     enforced. `isolation="thread"` runs attempts in a worker thread instead: a millisecond
     less per step, but such a step can take the whole worker down and cannot be timed out.
-    `run_pipeline --sync` always runs steps in its own process, for debugging."""
-    pipe = Pipeline(name=name, description=inspect.cleandoc(description), params_class=params, isolation=isolation)
+    `run_pipeline --sync` always runs steps in its own process, for debugging.
+
+    `queue`: only workers started for that queue (`run_huey --queue gpu`, or HUEY_QUEUE)
+    run this pipeline's steps; a step may name its own (`@p.step(queue=...)`)."""
+    pipe = Pipeline(
+        name=name, description=inspect.cleandoc(description), params_class=params, isolation=isolation,
+        queue=queue if valid_queue(queue) else DEFAULT_QUEUE,
+    )
     if isolation not in ISOLATIONS:
         pipe.problems.append(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
+    if not valid_queue(queue):
+        pipe.problems.append(f"{QUEUE_RULE}, not {queue!r}")
     frame = inspect.currentframe().f_back
     pipe.module = frame.f_globals.get("__name__", "") if frame else ""
     pipe.module_file = frame.f_code.co_filename if frame else ""

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from app.models import FINISHED, UNFINISHED, Run, Status, StepRun
 from app.pipelines import graph as dag
-from app.pipelines.registry import registry
+from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import engine, statements
 
 RETRYABLE = (Status.FAILED, Status.CANCELLED)
@@ -73,6 +73,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
     first = run.retry_of or run
     previous = {sr.step_name: sr for sr in run.step_runs.all()}
     graph = dag.from_snapshot(current)
+    queues = {step["name"]: step.get("queue") or DEFAULT_QUEUE for step in current["steps"]}
     now = timezone.now()
     with transaction.atomic():
         attempts = Run.objects.filter(retry_of=first).count() + 1
@@ -98,10 +99,11 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
                     queued_at=now, started_at=now, finished_at=now,
                 ))
             else:
-                ready = all(pred in reused for pred in graph.predecessors(name))
+                left = sum(1 for pred in graph.predecessors(name) if pred not in reused)
                 rows.append(StepRun(
                     run=new, step_name=name, position=position,
-                    status=Status.QUEUED if ready else Status.PENDING, queued_at=now if ready else None,
+                    status=Status.PENDING if left else Status.QUEUED, queued_at=None if left else now,
+                    upstream_left=left, queue=queues[name],
                 ))
         StepRun.objects.bulk_create(rows)
         ready_ids = list(

@@ -27,7 +27,7 @@ from django.utils import timezone
 from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
-from app.pipelines.registry import ParamError, registry
+from app.pipelines.registry import DEFAULT_QUEUE, ParamError, registry
 from app.runs import capture, statements, supervisor
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
@@ -61,13 +61,18 @@ class OtherCode(Exception):
 
     def describe(self, step_run: StepRun, waited: float | None) -> str:
         run = step_run.run
+        within = f" within {waited:g} s" if waited is not None else ""
+        if not self.loaded_hash:
+            return (
+                f"worker {step_run.worker.rsplit(':', 1)[0]} does not have pipeline {run.pipeline_name!r} loaded, and "
+                f"no worker that has it took the step{within}: start a worker whose pipelines package defines it"
+            )
         snapshots = dict(
             PipelineSnapshot.objects.filter(
                 pipeline_name=run.pipeline_name, source_hash__in=[self.loaded_hash, run.snapshot.source_hash]
             ).values_list("source_hash", "created_at")
         )
         mine, theirs = snapshots.get(self.loaded_hash), snapshots.get(run.snapshot.source_hash)
-        within = f" within {waited:g} s" if waited is not None else ""
         if mine is None or theirs is None or mine < theirs:
             return (
                 f"worker {step_run.worker.rsplit(':', 1)[0]} runs older code of pipeline {run.pipeline_name!r} than "
@@ -89,11 +94,13 @@ class RunCancelled(Exception):
 class Ready(list):
     """The step run ids that may run now, and in `.later` (id, seconds) pairs of retries
     that may run after a delay. A list, so callers that only run what is ready now can
-    treat it as one."""
+    treat it as one. `.queues` maps ids to their queue where known (app.runs.tasks looks
+    up the others)."""
 
-    def __init__(self, ids=(), later=()):
+    def __init__(self, ids=(), later=(), queues=None):
         super().__init__(ids)
         self.later = list(later)
+        self.queues = dict(queues or {})
 
 
 class StepContext:
@@ -190,6 +197,7 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
         graph.nodes[step["name"]].update(
             retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
             isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
+            queue=step.get("queue") or DEFAULT_QUEUE,
         )
     return graph
 
@@ -236,6 +244,8 @@ def start_run(
                 position=position,
                 status=Status.QUEUED if not step["after"] else Status.PENDING,
                 queued_at=now if not step["after"] else None,
+                upstream_left=len(step["after"]),
+                queue=step.get("queue") or DEFAULT_QUEUE,
             )
             for position, step in enumerate(steps)
         )
@@ -291,10 +301,39 @@ def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
         reuse=settings.STEP_PROCESS_REUSE, max_memory_mb=settings.STEP_PROCESS_MAX_MEMORY_MB,
     )
     if outcome.finished:
-        return Ready(outcome.value["ready"], [tuple(pair) for pair in outcome.value["later"]])
+        value = outcome.value
+        return Ready(value["ready"], [tuple(pair) for pair in value["later"]], {int(k): q for k, q in value["queues"].items()})
     log.warning("step run %s (process %s): %s", step_run.pk, outcome.pid, outcome.error)
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
+    if outcome.handed_over:
+        return hand_over(step_run, log_text, f"worker {step_run.worker.rsplit(':', 1)[0]} shut down during this attempt")
     return fail_attempt(step_run, log_text, outcome.error)
+
+
+def hand_over(step_run: StepRun, log_text: str, why: str) -> Ready:
+    """The attempt ended for a reason of its worker's, not the step's (a shutdown, a lost
+    worker): keep it as a StepAttempt and queue the step again, at once; returns it as ready.
+    Such attempts count like failed ones: after more of them than the step's retries allow
+    (at least STEP_LOST_RETRIES) the step fails, so a step that takes its worker down
+    cannot loop."""
+    rules = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
+    allowed = max(rules["retries"], settings.STEP_LOST_RETRIES)
+    if step_run.attempt > allowed:
+        return fail_attempt(
+            step_run, log_text,
+            f"{why}; the step is not tried again after {step_run.attempt} attempts",
+        )
+    now = timezone.now()
+    error = f"{why}; the step was queued again"
+    with transaction.atomic():
+        this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
+        if not this_attempt.update(status=Status.QUEUED, queued_at=now, log="", error=error, code_wait_since=None):
+            return Ready()
+        StepAttempt.objects.create(
+            step_run=step_run, number=step_run.attempt, status=Status.FAILED, started_at=step_run.started_at,
+            finished_at=now, worker=step_run.worker, log=log_text, error=error,
+        )
+    return Ready([step_run.pk])
 
 
 def run_attempt_in_child(step_run: StepRun) -> dict:
@@ -305,7 +344,7 @@ def run_attempt_in_child(step_run: StepRun) -> dict:
 
 
 def _ready_as_json(ready: Ready) -> dict:
-    return {"ready": list(ready), "later": [list(pair) for pair in ready.later]}
+    return {"ready": list(ready), "later": [list(pair) for pair in ready.later], "queues": ready.queues}
 
 
 def _execute(step_run: StepRun, in_child: bool = False, in_worker: bool = False) -> Ready:
@@ -368,6 +407,8 @@ def _prepare(step_run: StepRun):
     pipe = registry.get(run.pipeline_name)
     if pipe is None:
         module = snapshot_graph(run.snapshot_id, run.snapshot.source_hash).get("module", "")
+        if run.pipeline_name not in registry.problems() and module not in registry.import_errors:
+            raise OtherCode("")  # not loaded here at all: left for a worker that has it
         reason = registry.why_unavailable(run.pipeline_name, module)
         raise RuntimeError(f"pipeline {run.pipeline_name!r} cannot run: {reason}")
     step = pipe.steps.get(step_run.step_name)
@@ -407,27 +448,16 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready
     with transaction.atomic():
         if not statements.mark_succeeded(step_run, now, log_text, output_path):
             return Ready()
-        # Counting first takes the run's lock (PostgreSQL; SQLite's IMMEDIATE transactions
-        # already serialise), so a sibling finishing at the same moment is seen below.
+        # The run's counter of finished steps: the last one to finish closes the run.
         finished, total = statements.count_finished(run_id, 1)
         successors = list(graph.successors(step_run.step_name))
-        ready = []
-        if successors:
-            # Only the other upstreams of the successors need a look (none in a chain).
-            others = {pred for succ in successors for pred in graph.predecessors(succ)} - {step_run.step_name}
-            statuses = statements.statuses(run_id, others) if others else {}
-            statuses[step_run.step_name] = Status.SUCCEEDED
-            candidates = [
-                succ
-                for succ in successors
-                if all(statuses.get(pred) == Status.SUCCEEDED for pred in graph.predecessors(succ))
-            ]
-            if candidates:
-                # A cancelled run has no pending steps left, so nothing is queued for it.
-                ready = statements.queue_pending(run_id, candidates, now)
+        # Each successor counts its upstream steps still to succeed; those reaching 0 are
+        # queued. O(successors): a fan-in step is not re-read by each of its N upstreams.
+        # A cancelled run has no pending steps left, so nothing is queued for it.
+        queued = statements.upstream_done(run_id, successors, now) if successors else []
         if finished >= total:
             statements.close_run(run_id, now)
-    return Ready(ready)
+    return Ready([pk for pk, _queue in queued], queues=dict(queued))
 
 
 def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> Ready:
@@ -479,7 +509,7 @@ def _wait_for_the_runs_code(step_run: StepRun, other: OtherCode, log_text: str) 
         status=Status.QUEUED, attempt=step_run.attempt - 1, queued_at=now, started_at=None, worker="",
         heartbeat_at=None, code_wait_since=since,
         error=f"waiting for a worker with this run's code of {step_run.run.pipeline_name} "
-        f"({step_run.worker.rsplit(':', 1)[0]} has other code)",
+        f"({step_run.worker.rsplit(':', 1)[0]} has {'other code' if other.loaded_hash else 'no such pipeline'})",
     ):
         return Ready()
     log.warning("step run %s: this worker's code of %r is not the run's; left for another worker",

@@ -75,26 +75,24 @@ def count_finished(run_id: int, count: int) -> tuple[int, int]:
         return cursor.fetchone()
 
 
-def statuses(run_id: int, step_names) -> dict[str, str]:
+def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
+    """One more upstream step of each of these steps succeeded: count it, and queue those
+    with none left (pending → queued); returns (id, queue) of those queued. Two statements whatever the
+    fan-in: the steps' own rows, never their siblings'."""
     names = list(step_names)
+    marks = ", ".join(["%s"] * len(names))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT step_name, status FROM {STEP} WHERE run_id = %s AND step_name IN ({', '.join(['%s'] * len(names))})",
-            [run_id, *names],
+            f"UPDATE {STEP} SET upstream_left = upstream_left - 1 WHERE run_id = %s AND status = %s"
+            f" AND upstream_left > 0 AND step_name IN ({marks})",
+            [run_id, Status.PENDING, *names],
         )
-        return dict(cursor.fetchall())
-
-
-def queue_pending(run_id: int, step_names, now) -> list[int]:
-    """pending → queued for these steps of the run; returns the ids that changed."""
-    names = list(step_names)
-    with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, queued_at = %s WHERE run_id = %s AND status = %s"
-            f" AND step_name IN ({', '.join(['%s'] * len(names))}) RETURNING id",
+            f" AND upstream_left = 0 AND step_name IN ({marks}) RETURNING id, queue",
             [Status.QUEUED, _when(now), run_id, Status.PENDING, *names],
         )
-        return sorted(row[0] for row in cursor.fetchall())
+        return sorted(cursor.fetchall())
 
 
 def finish_steps(run_id: int, count: int, now):

@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["app.runs.preload"])
 
+# A worker shutting down (SIGTERM, app.management.commands.run_huey): `stopping` — take no
+# new step; `hand_over` — the drain time is up: stop the running children now, so their
+# steps go back on the queue for another worker instead of waiting for the watchdog.
+stopping = threading.Event()
+hand_over = threading.Event()
+
+
 @dataclass
 class Outcome:
     """What became of a function run in a child: its (picklable) `value` when it returned,
@@ -55,6 +62,7 @@ class Outcome:
     value: Any = None
     error: str = ""
     pid: int = 0
+    handed_over: bool = False  # stopped because the worker shuts down, not for the step
 
     @property
     def finished(self) -> bool:
@@ -156,6 +164,9 @@ class _Child:
             if deadline is not None and time.monotonic() >= deadline:
                 _stop(process, grace)
                 return Outcome(error=f"timed out after {timeout:g} s: the step's process was stopped", pid=process.pid)
+            if hand_over.is_set():
+                _stop(process, grace)
+                return Outcome(error="its worker shut down", pid=process.pid, handed_over=True)
         process.join(grace)
         if process.exitcode is None:
             _stop(process, grace)

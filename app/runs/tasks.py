@@ -1,23 +1,19 @@
 """The thin Huey layer: one task per step run; enqueue what the engine says is ready."""
 
 import datetime
-import functools
 import logging
-import os
-import socket
 import threading
 import time
 
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
-from huey import crontab
-from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
+from huey.contrib.djhuey import HUEY, db_task
 from huey.exceptions import TaskLockedException
 
-from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
+from app.models import PipelineSnapshot, Run, Status, StepRun
 from app.pipelines import dag_svg
-from app.pipelines.registry import registry
-from app.runs import engine, supervisor, watchdog
+from app.pipelines.registry import DEFAULT_QUEUE
+from app.runs import engine, queues, supervisor
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
 # trip per step, but hands over after this many steps or seconds so other runs get a turn.
@@ -61,6 +57,10 @@ def _describe(exc) -> str:
     return supervisor.describe_exception(exc).splitlines()[0][:300]
 
 
+# The queue this process's worker serves (set by run_huey --queue; the default otherwise).
+serving = {"queue": DEFAULT_QUEUE}
+
+
 @db_task()
 def run_step(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
@@ -69,9 +69,12 @@ def run_step(step_run_id: int):
         ready = engine.execute_step(current, supervised=True)
         for _ in range(CONTINUE_STEPS - 1):
             schedule_retries(ready)
-            if not ready or time.monotonic() > deadline:
+            if not ready or time.monotonic() > deadline or supervisor.stopping.is_set():
                 break
-            enqueue(ready[1:])
+            where = queues_of(ready)
+            if where.get(ready[0]) != serving["queue"]:
+                break  # the next step is another queue's
+            enqueue(ready[1:], where)
             current = ready[0]
             ready = engine.execute_step(current, supervised=True)
         schedule_retries(ready)
@@ -84,36 +87,39 @@ def run_step(step_run_id: int):
                     _describe(exc), delay)
         close_old_connections()
         try:
-            run_step.schedule((current,), delay=delay)
+            # This worker's queue: only its queue's steps run here (and the database is down).
+            queues.task_on(serving["queue"], run_step).schedule((current,), delay=delay)
         except Exception as queue_exc:  # the queue is on the same disk: the watchdog finds it later
             log.warning("step run %s: could not queue it again either (%s)", current, _describe(queue_exc))
     else:
         trouble.over()
 
 
-def tolerates_trouble(task):
-    """A periodic task that logs one line, not a traceback, when the database or disk fails
-    (it runs again next period anyway)."""
-
-    @functools.wraps(task)
-    def wrapped(*args, **kwargs):
-        try:
-            return task(*args, **kwargs)
-        except (DatabaseError, OSError) as exc:
-            log.warning("%s: the database or disk failed (%s); next try in a minute", task.__name__, _describe(exc))
-            close_old_connections()
-
-    return wrapped
+def queues_of(step_run_ids, known=None) -> dict[int, str]:
+    """The queue of each step run: from `known` (or a Ready's own map) where given, the
+    database for the rest."""
+    queues = dict(getattr(step_run_ids, "queues", {}))
+    queues.update(known or {})
+    missing = [pk for pk in step_run_ids if pk not in queues]
+    if missing:
+        queues.update(StepRun.objects.filter(pk__in=missing).values_list("pk", "queue"))
+    return queues
 
 
-def enqueue(step_run_ids):
+def enqueue(step_run_ids, known=None):
+    """Put each step run on its queue (a step run that no longer exists is skipped)."""
+    where = queues_of(step_run_ids, known)
     for step_run_id in step_run_ids:
-        run_step(step_run_id)
+        if step_run_id in where:
+            queues.task_on(where[step_run_id], run_step)(step_run_id)
 
 
 def schedule_retries(ready: engine.Ready):
-    for step_run_id, delay in ready.later:
-        run_step.schedule((step_run_id,), delay=delay)
+    if ready.later:
+        where = queues_of([pk for pk, _delay in ready.later])
+        for step_run_id, delay in ready.later:
+            if step_run_id in where:
+                queues.task_on(where[step_run_id], run_step).schedule((step_run_id,), delay=delay)
     ready.later.clear()
 
 
@@ -132,37 +138,24 @@ def start(created: tuple) -> Run:
     return run
 
 
-@db_periodic_task(crontab(minute="*"))
-@tolerates_trouble
-def worker_heartbeat():
-    """Every minute: record that a worker is alive and which code of each pipeline it has
-    loaded (the operator home shows both)."""
-    code = {name: pipe.snapshot()["source_hash"] for name, pipe in registry.pipelines().items()}
-    WorkerHeartbeat.objects.update_or_create(
-        name=f"{socket.gethostname()}:{os.getpid()}", defaults={"last_seen": timezone.now(), "code": code}
-    )
-
-
-@db_periodic_task(crontab(minute="*"))
-@tolerates_trouble
-def recover_steps():
-    """Every minute: recover step runs that would otherwise wait forever."""
-    enqueue(watchdog.rescue_lost_steps())
-    enqueue(stranded_steps())
-
-
 def stranded_steps() -> list[int]:
-    """Step runs marked queued (or due for a retry) whose task was lost (a worker died between committing and
-    enqueuing). Only looked for when the queue is empty, so a long backlog is not
-    duplicated; a duplicate would be harmless anyway, since claims are conditional."""
-    if HUEY.pending_count():
-        return []
+    """Step runs marked queued (or due for a retry) whose task was lost (a worker died
+    between committing and enqueuing). Only looked for on queues that are empty, so a long
+    backlog is not duplicated; a duplicate would be harmless anyway, since claims are
+    conditional."""
     cutoff = timezone.now() - datetime.timedelta(minutes=2)
     # queued_at of a retrying step run is when its retry is due.
-    stranded = StepRun.objects.filter(
+    candidates = StepRun.objects.filter(
         status__in=[Status.QUEUED, Status.RETRYING], queued_at__lt=cutoff
-    ).values_list("pk", flat=True)
-    return list(stranded[:1000])
+    ).values_list("pk", "queue")[:1000]
+    empty = {}
+    stranded = []
+    for pk, queue in candidates:
+        if queue not in empty:
+            empty[queue] = not queues.huey_for(queue).pending_count()
+        if empty[queue]:
+            stranded.append(pk)
+    return stranded
 
 
 @db_task()

@@ -8,16 +8,16 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
-from huey.contrib.djhuey import HUEY
 
 from app.models import UNFINISHED, Run, Status, WorkerHeartbeat
-from app.pipelines.registry import registry
+from app.pipelines.registry import DEFAULT_QUEUE, registry
+from app.runs import queues
+from app.runs.worker import dead_after
 from app.web import charts
 from app.web.access import operator_required
 from app.web.views.pipelines import latest_runs
 
 # The heartbeat task runs every minute; a worker silent for longer than this is dead.
-WORKER_DEAD_AFTER = datetime.timedelta(seconds=150)
 
 
 def runs_per_day(now, days=30):
@@ -51,7 +51,8 @@ def dashboard(request):
     current = {name: pipe.snapshot()["source_hash"] for name, pipe in registry.pipelines().items()}
     workers = [
         {
-            "name": w.name, "ago": int((now - w.last_seen).total_seconds()), "alive": now - w.last_seen < WORKER_DEAD_AFTER,
+            "name": w.name, "ago": int((now - w.last_seen).total_seconds()), "alive": now - w.last_seen < dead_after(),
+            "queue": w.queue, "threads": w.threads, "stopping": w.stopping, "pipelines": len(w.code),
             # Pipelines whose code this worker loaded differs from what the site has loaded.
             "other_code": sorted(n for n, h in w.code.items() if n in current and current[n] != h),
         }
@@ -63,7 +64,9 @@ def dashboard(request):
         "failing": [run for run in latest if run.status == Status.FAILED],
         "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
         "in_progress_count": Run.objects.filter(status__in=UNFINISHED).count(),
-        "queue_depth": HUEY.pending_count(),
+        "queue_depth": sum(
+            queues.huey_for(q).pending_count() for q in {DEFAULT_QUEUE, *(w["queue"] for w in workers)}
+        ),
         "workers": workers,
         "any_worker_alive": any(w["alive"] for w in workers),
         "success_rate": rate,

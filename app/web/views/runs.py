@@ -4,13 +4,14 @@ from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from app import artifacts
-from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun
+from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun, WorkerHeartbeat
 from app.pipelines import dag_svg
-from app.runs import paramsets, tasks
+from app.runs import paramsets, tasks, worker
 from app.tracking import results
 from app.web import tables
 from app.web.access import operator_required
@@ -92,7 +93,20 @@ def _live_context(run):
         # A large run's DAG is ~1.4 KB a step on every poll: poll it less often.
         "poll_every": "5s" if run.steps_total > dag_svg.LARGE_STEPS else "1s",
         "legend": dag_svg.STATUS_LABELS,
+        "queues_without_worker": queues_without_worker(step_runs),
     }
+
+
+def queues_without_worker(step_runs) -> list[str]:
+    """The queues that steps of this run wait on and that no live worker serves, while
+    other workers are alive (with none alive at all, the page asks whether one runs)."""
+    waiting = {sr.queue for sr in step_runs if sr.status in (Status.QUEUED, Status.RETRYING)}
+    if not waiting:
+        return []
+    live = set(WorkerHeartbeat.objects.filter(
+        last_seen__gte=timezone.now() - worker.dead_after(), stopping=False
+    ).values_list("queue", flat=True))
+    return sorted(waiting - live) if live else []
 
 
 def results_context(run):
