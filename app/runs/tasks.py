@@ -14,10 +14,11 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 from huey.exceptions import TaskLockedException
 
+from app import artifacts
 from app.models import PipelineSnapshot, Run, Status, StepRun, WorkerHeartbeat
 from app.pipelines import dag_svg
 from app.pipelines.registry import registry
-from app.runs import engine, supervisor, watchdog
+from app.runs import engine, store_check, supervisor, watchdog
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
 # trip per step, but hands over after this many steps or seconds so other runs get a turn.
@@ -25,6 +26,39 @@ CONTINUE_STEPS = 50
 CONTINUE_SECONDS = 30
 
 log = logging.getLogger(__name__)
+
+
+_store_checked = threading.Lock()
+_store_ok = False
+
+
+@HUEY.on_startup()
+def check_artifact_store():
+    """Each worker thread at start-up, before anything else: the first checks that this
+    worker's artifact store is the database's (app.runs.store_check) while the others wait
+    for its answer. A worker on the wrong store, or one that cannot read its store, stops
+    here with one line, before it takes a step. While the database is down it waits."""
+    global _store_ok
+    with _store_checked:
+        while not _store_ok:
+            try:
+                store_check.check()
+                _store_ok = True
+            except DatabaseError as exc:
+                delay = trouble.delay()
+                log.warning("checking the artifact store: the database failed (%s); trying again in %g s",
+                            _describe(exc), delay)
+                close_old_connections()
+                time.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 — every other answer stops the worker
+                message = str(exc) if isinstance(exc, store_check.StoreMismatch) else (
+                    f"cannot read the artifact store at {artifacts.where()}: {_describe(exc)}"
+                )
+                log.critical("%s", message)
+                # From a worker thread: SystemExit would end this thread only, and huey
+                # logs and ignores what a start-up hook raises.
+                os._exit(2)
+        trouble.over()
 
 
 @HUEY.on_startup()
