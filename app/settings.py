@@ -8,6 +8,7 @@ import math
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -88,6 +89,10 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 ARTIFACTS_DIR = DATA_DIR / "artifacts"
+# Set for several machines: every process then keeps and reads artifacts in one bucket.
+ARTIFACTS_URL = env_str("ARTIFACTS_URL")
+# Files a step or a model format needs on this machine's disk while the store is remote.
+ARTIFACTS_SCRATCH_DIR = DATA_DIR / "scratch"
 PIPELINES_PACKAGE = env_str("PIPELINES_PACKAGE", "pipelines")
 
 INSTALLED_APPS = [
@@ -182,8 +187,37 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+S3_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def artifact_storage(url: str | None) -> dict:
+    """The artifact store (app.artifacts): files under ARTIFACTS_DIR by default; with
+    ARTIFACTS_URL=s3://bucket/prefix, that bucket (credentials, endpoint and region from the
+    usual AWS_* variables, or boto3's own lookup when they are not set)."""
+    if url is None:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": ARTIFACTS_DIR}}
+    parts = urlsplit(url)
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    if parts.scheme != "s3" or not S3_BUCKET_NAME.fullmatch(bucket) or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"ARTIFACTS_URL={url!r} is not s3://bucket or s3://bucket/prefix")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        raise ImproperlyConfigured(f"ARTIFACTS_URL={url!r} has an empty, '.' or '..' part in its prefix")
+    options = {"bucket_name": bucket, "location": prefix, "file_overwrite": True}
+    for option, variable in [
+        ("access_key", "AWS_ACCESS_KEY_ID"),
+        ("secret_key", "AWS_SECRET_ACCESS_KEY"),
+        ("endpoint_url", "AWS_S3_ENDPOINT_URL"),
+        ("region_name", "AWS_S3_REGION_NAME"),
+    ]:
+        value = env_str(variable)
+        if value is not None:
+            options[option] = value
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "artifacts": artifact_storage(ARTIFACTS_URL),
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

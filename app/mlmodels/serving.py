@@ -75,10 +75,11 @@ def load_version(version: ModelVersion):
     """The model object of a version, read from the artifact store by the version's own
     record (never from a path a request supplies)."""
     fmt = formats.get_format(version.format)
-    path = artifacts.resolve(version.file_path)
-    if not path.is_file():
-        raise artifacts.ArtifactError(f"the file of {version} is missing from the artifact store")
-    return fmt.load(str(path))
+    try:
+        with artifacts.local_copy(version.file_path) as path:  # a download when the store is remote
+            return fmt.load(str(path))
+    except artifacts.MissingArtifact:
+        raise artifacts.MissingArtifact(f"the file of {version} is missing from the artifact store") from None
 
 
 def live_model(name: str) -> Loaded:

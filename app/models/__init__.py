@@ -29,6 +29,7 @@ from app.models.runs import (  # noqa: F401
     Status,
     StepAttempt,
     StepRun,
+    StoreMarker,
     Timed,
     WorkerHeartbeat,
 )

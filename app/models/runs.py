@@ -327,3 +327,17 @@ class Lease(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class StoreMarker(models.Model):
+    """The id of the artifact store this database's records point into (one row). The same
+    id is an object in the store (app.artifacts `store-id`): a worker whose store does not
+    hold it is on another machine's disk or another bucket, and stops at start
+    (app.runs.store_check) instead of failing steps for missing files."""
+
+    store_id = models.CharField(max_length=64)
+    where = models.CharField(max_length=500, help_text="The store as the process that created the id saw it")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.store_id} ({self.where})"

@@ -4,7 +4,9 @@ Steps in thread isolation run several to a process, so sys.stdout and the root l
 simply be swapped: one process-wide proxy sends each write to the log of the thread that
 made it. Every write is appended to the file at once (the operating system keeps it even if
 the process is killed the next moment), so a running step's log can be watched, and a crash
-loses nothing it printed. A log is capped (STEP_LOG_MAX_BYTES): what comes after the cap is
+loses nothing it printed. In an object store, which has no append, the log is put in chunks
+at least every second (app.artifacts.logs says why chunks): a crash loses at most the last
+second. A log is capped (STEP_LOG_MAX_BYTES): what comes after the cap is
 counted, not kept, and a last line says how much was dropped. Measured before this change: a
 step logging 1 MB/s had its whole log rewritten into the database every 2 s.
 """
@@ -15,55 +17,93 @@ import logging
 import sys
 import threading
 
+from app import artifacts
+
+log = logging.getLogger(__name__)
 _local = threading.local()
 _install_lock = threading.Lock()
 _handler_installed = False
 
 
 class LogFile:
-    """Writes a step attempt's output to its file, up to `max_bytes`; counts what it drops after that."""
+    """Writes a step attempt's output to its log in the artifact store, up to `max_bytes`;
+    counts what it drops after that. A store on disk gets every write at once; an object
+    store (no append) gets a chunk at least every FLUSH_SECONDS or CHUNK_BYTES, put by the
+    writing thread when the buffer is full and by a flusher thread otherwise."""
 
-    def __init__(self, path, max_bytes: int):
-        self.path = path
+    def __init__(self, name: str, max_bytes: int):
         self.max_bytes = max_bytes
         self.written = 0
         self.dropped = 0
-        self.handle = None
         self.closed = False
         self.lock = threading.Lock()
-        # One writer per attempt: a stale file (a test database's reused ids) is replaced.
-        path.unlink(missing_ok=True)
+        self.sink = artifacts.open_log(name)
+        self.pending = bytearray()
+        self.flusher = None
+        self.stop = threading.Event()
 
     def write(self, text):
         data = text.encode("utf-8", errors="replace")
         with self.lock:
             if self.closed or not data:
                 return len(text)
-            if self.handle is None:  # created on the first write: no file means nothing was logged
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.handle = open(self.path, "wb")
             room = self.max_bytes - self.written
             if len(data) > room:
                 self.dropped += len(data) - max(room, 0)
                 data = data[: max(room, 0)]
-            if data:
-                self.handle.write(data)
-                self.handle.flush()
-                self.written += len(data)
+            if not data:
+                return len(text)
+            self.written += len(data)
+            if not self.sink.buffered:
+                self.sink.append(data)
+                return len(text)
+            self.pending += data
+            if len(self.pending) >= artifacts.CHUNK_BYTES:
+                try:
+                    self._flush()
+                except Exception:  # noqa: BLE001, S110 — the flusher thread tries again and says why
+                    pass  # (no logging here: this thread's records come back to this log, under this lock)
+            if self.flusher is None:
+                self.flusher = threading.Thread(target=self._flush_every_second, name="log-flusher", daemon=True)
+                self.flusher.start()
         return len(text)
 
+    def _flush(self):
+        """Put what is buffered (under the lock); on failure keep it for the next try."""
+        if self.pending:
+            self.sink.append(bytes(self.pending))
+            self.pending.clear()
+
+    def _flush_every_second(self):
+        while not self.stop.wait(artifacts.FLUSH_SECONDS):
+            try:
+                with self.lock:
+                    self._flush()
+            except Exception as exc:  # noqa: BLE001 — the store is down: the step goes on, the log waits
+                log.warning("a step log could not be stored yet (%s: %s); trying again", type(exc).__name__, exc)
+
     def close(self):
+        self.stop.set()
         with self.lock:
             self.closed = True
-            if self.handle is None:
-                return
             if self.dropped:
-                self.handle.write(
+                note = (
                     f"\n[… {self.dropped:,} more bytes were dropped: an attempt's log is kept up to "
-                    f"{self.max_bytes:,} bytes (STEP_LOG_MAX_BYTES)]\n".encode()
-                )
-            self.handle.close()
-            self.handle = None
+                    f"{self.max_bytes:,} bytes (STEP_LOG_MAX_BYTES)]\n"
+                ).encode()
+                if self.sink.buffered:
+                    self.pending += note
+                else:
+                    self.sink.append(note)
+            try:
+                self._flush()
+                lost = 0
+            except Exception as exc:  # noqa: BLE001 — the step's outcome matters more than its log
+                lost, error = len(self.pending), exc
+            finally:
+                self.sink.close()
+        if lost:
+            log.error("the last %d bytes of a step log could not be stored (%s: %s)", lost, type(error).__name__, error)
 
 
 class _ThreadStream(io.TextIOBase):
@@ -108,10 +148,10 @@ def _install():
 
 
 @contextlib.contextmanager
-def capture(path, max_bytes: int):
-    """Append this thread's stdout, stderr and log records to the file at `path`."""
+def capture(name: str, max_bytes: int):
+    """Append this thread's stdout, stderr and log records to the log `name` in the store."""
     _install()
-    log_file = LogFile(path, max_bytes)
+    log_file = LogFile(name, max_bytes)
     _local.buffer = log_file
     try:
         yield log_file

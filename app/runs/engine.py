@@ -350,7 +350,7 @@ def _ready_as_json(ready: Ready) -> dict:
 def _execute(step_run: StepRun, in_child: bool = False, in_worker: bool = False) -> Ready:
     run = step_run.run
     log_file = artifacts.log_path(run.pk, step_run.step_name, step_run.attempt)
-    with capture.capture(artifacts.resolve(log_file), settings.STEP_LOG_MAX_BYTES):
+    with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES):
         try:
             func, inputs, params = _prepare(step_run)
             value = func(StepContext(step_run, params), **inputs)

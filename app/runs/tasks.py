@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import os
 import threading
 import time
 
@@ -10,10 +11,11 @@ from django.utils import timezone
 from huey.contrib.djhuey import HUEY, db_task
 from huey.exceptions import TaskLockedException
 
+from app import artifacts
 from app.models import PipelineSnapshot, Run, Status, StepRun
 from app.pipelines import dag_svg
 from app.pipelines.registry import DEFAULT_QUEUE
-from app.runs import engine, queues, supervisor
+from app.runs import engine, queues, store_check, supervisor
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
 # trip per step, but hands over after this many steps or seconds so other runs get a turn.
@@ -21,6 +23,57 @@ CONTINUE_STEPS = 50
 CONTINUE_SECONDS = 30
 
 log = logging.getLogger(__name__)
+
+
+_store_lock = threading.Lock()
+_store_checked = False
+_store_tried_at_start = False
+
+
+def check_artifact_store():
+    """Make sure, once per worker process, that its artifact store is the database's
+    (app.runs.store_check). A worker on the wrong store, or one that cannot read its store,
+    stops with one line, before it takes a step; raises DatabaseError while the database
+    cannot answer."""
+    global _store_checked
+    if _store_checked:
+        return
+    with _store_lock:
+        if _store_checked:
+            return
+        try:
+            store_check.check()
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — every other answer stops the worker
+            message = str(exc) if isinstance(exc, store_check.StoreMismatch) else (
+                f"cannot read the artifact store at {artifacts.where()}: {_describe(exc)}"
+            )
+            log.critical("%s", message)
+            # From a worker thread: SystemExit would end this thread only, and huey logs and
+            # ignores what a start-up hook raises. A step task that was taken stays queued
+            # in the database, and the watchdog gives it to another worker.
+            os._exit(2)
+        _store_checked = True
+
+
+@HUEY.on_startup()
+def check_artifact_store_at_start():
+    """At a worker's start-up, before the fork server: the first of its threads checks the
+    store (the others' first steps wait for its answer in run_step). With the database gone
+    at start the check is left to the first step, which backs off like any step while the
+    database fails."""
+    global _store_tried_at_start
+    with _store_lock:
+        if _store_tried_at_start:
+            return
+        _store_tried_at_start = True
+    try:
+        check_artifact_store()
+    except DatabaseError as exc:
+        log.warning("cannot check the artifact store yet: the database failed (%s); checking before the first step",
+                    _describe(exc))
+        close_old_connections()
 
 
 @HUEY.on_startup()
@@ -66,6 +119,7 @@ def run_step(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
     current = step_run_id
     try:
+        check_artifact_store()  # done at start unless the database was gone then
         ready = engine.execute_step(current, supervised=True)
         for _ in range(CONTINUE_STEPS - 1):
             schedule_retries(ready)

@@ -45,7 +45,7 @@ def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "job
     values = check_metrics(metrics)
     fmt = formats.get_format(format)
     relative = f"models/{name}/{uuid.uuid4().hex}{fmt.suffix}"
-    path = artifacts.write_atomically(relative, lambda tmp: fmt.save(obj, tmp))
+    file_size = artifacts.write_atomically(relative, lambda tmp: fmt.save(obj, tmp))
     n_features = getattr(obj, "n_features_in_", None)
     run = step_run.run
     try:
@@ -60,12 +60,12 @@ def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "job
                 RegisteredModel.objects.filter(pk=model.pk, headline_metric="").update(headline_metric=next(iter(values)))
             number = RegisteredModel.objects.values_list("latest_version", flat=True).get(pk=model.pk)
             return ModelVersion.objects.create(
-                model=model, version=number, format=fmt.name, file_path=relative, file_size=path.stat().st_size,
+                model=model, version=number, format=fmt.name, file_path=relative, file_size=file_size,
                 n_features=n_features if isinstance(n_features, int) else None, metrics=values,
                 run_id=run.pk, step_run_id=step_run.pk, attempt=step_run.attempt, pipeline_name=run.pipeline_name,
                 params=run.params,
                 snapshot_id=run.snapshot_id,
             )
     except BaseException:
-        path.unlink(missing_ok=True)
+        artifacts.delete(relative)
         raise

@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -177,10 +177,10 @@ def run_step_log(request, run_id, step, number):
     step_run = get_step_run_or_404(run, step)
     if not 1 <= number <= step_run.attempt:
         raise Http404(f"{step_run} has no attempt {number}.")
-    path = artifacts.resolve(artifacts.log_path(run.pk, step, number))
-    if not path.exists():
+    blocks = artifacts.read_log(artifacts.log_path(run.pk, step, number))  # one file, or a remote store's chunks
+    if blocks is None:
         raise Http404(f"Attempt {number} of {step_run} printed and logged nothing.")
-    response = FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(blocks, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{step}-attempt-{number}.log"'
     response["Cache-Control"] = "private, no-store"
     return response

@@ -1,0 +1,231 @@
+"""The artifact store: step outputs and model files, through Django's storage API
+(`STORAGES["artifacts"]`, app.settings.artifact_storage).
+
+On one machine it is a FileSystemStorage at ARTIFACTS_DIR; with ARTIFACTS_URL=s3://… it is
+django-storages' S3Storage, so a step run by a worker on one machine reads the outputs a
+worker on another wrote, and the web serves models and logs from any of them. Only what
+differs between the two is written twice here: how a write is made atomic, and how a file
+that code needs on disk (a model format saves to and loads from a path) gets there.
+
+- Atomic writes, so a reader never sees half a file: locally a temporary file renamed into
+  place (as before); on S3 a PUT is atomic already (a reader gets the old object or the
+  whole new one), so the file is written to a local temporary file and uploaded.
+- Names are relative to the store ('runs/3/train.pkl'), come only from our own records and
+  are checked not to leave it (`check_name`; locally `resolve` also follows symlinks).
+"""
+
+import contextlib
+import os
+import pickle
+import posixpath
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, storages
+
+STORE_ID = "store-id"
+
+
+class ArtifactError(Exception):
+    pass
+
+
+class MissingArtifact(ArtifactError):
+    """What our records name is not in the store."""
+
+
+def storage():
+    """The store's Django storage backend (cached by Django, one per process)."""
+    return storages["artifacts"]
+
+
+def is_local() -> bool:
+    return isinstance(storage(), FileSystemStorage)
+
+
+def where() -> str:
+    """The store as an operator would look for it: a directory, or s3://bucket/prefix."""
+    store = storage()
+    if isinstance(store, FileSystemStorage):
+        return str(Path(store.location))
+    bucket = getattr(store, "bucket_name", None)
+    if bucket is None:
+        return type(store).__name__
+    location = f"s3://{bucket}/{store.location}".rstrip("/")
+    endpoint = getattr(store, "endpoint_url", None)
+    return f"{location} ({endpoint})" if endpoint else location
+
+
+def check_name(name: str) -> str:
+    """`name`, if it stays inside the store: relative, no '..', no empty or '.' parts."""
+    if (
+        not isinstance(name, str) or not name or "\\" in name or "\x00" in name
+        or name.startswith("/") or posixpath.normpath(name) != name or name.split("/")[0] == ".."
+    ):
+        raise ArtifactError(f"artifact path {name!r} is outside the artifact store")
+    return name
+
+
+def root() -> Path:
+    """The directory of a store on this machine's disk."""
+    store = storage()
+    if not isinstance(store, FileSystemStorage):
+        raise ArtifactError(f"the artifact store {where()} is not a directory on this machine")
+    return Path(store.location)
+
+
+def resolve(name: str) -> Path:
+    """The absolute path of an artifact in a store on disk, refusing anything that would
+    leave the store (symlinks followed)."""
+    base = root().resolve()
+    path = (base / check_name(name)).resolve()
+    if base != path and base not in path.parents:
+        raise ArtifactError(f"artifact path {name!r} is outside the artifact store")
+    return path
+
+
+def scratch_dir(name: str) -> Path:
+    """A directory on this machine's disk for what cannot be written to a remote store
+    directly; created on demand."""
+    path = Path(settings.ARTIFACTS_SCRATCH_DIR) / check_name(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def step_dir(run_id: int, step_name: str) -> Path:
+    """A directory a step may write extra files into (created on demand). With the store on
+    disk it is in the store (runs/<run>/<step>); with a remote store it is a scratch
+    directory on this machine's disk (DATA_DIR/scratch/runs/<run>/<step>), not uploaded:
+    what other machines need must be returned (an output) or registered (a model)."""
+    name = f"runs/{int(run_id)}/{step_name}"
+    if not is_local():
+        return scratch_dir(name)
+    path = resolve(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomically(name: str, write) -> int:
+    """Call `write(temporary_path)` and put the file in the store as `name` in one step, so
+    a reader never sees half of it; returns its size in bytes."""
+    if is_local():
+        target = resolve(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        directory = target.parent
+    else:
+        check_name(name)
+        directory = scratch_dir("tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{posixpath.basename(name)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        size = os.path.getsize(tmp)
+        if is_local():
+            os.replace(tmp, target)
+        else:
+            with open(tmp, "rb") as handle:
+                put(name, File(handle))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return size
+
+
+def put(name: str, content):
+    """Store `content` (a Django File) as `name` in a remote store, overwriting: one PUT."""
+    saved = storage().save(name, content)
+    if saved != name:  # a backend that keeps both files under new names would lose ours
+        storage().delete(saved)
+        raise ArtifactError(f"the artifact store saved {name!r} as {saved!r}; it must overwrite (file_overwrite)")
+
+
+def delete(name: str):
+    """Remove an artifact; nothing happens when there is none."""
+    if is_local():
+        resolve(name).unlink(missing_ok=True)
+    else:
+        storage().delete(check_name(name))
+
+
+@contextlib.contextmanager
+def local_copy(name: str):
+    """The path of an artifact on this machine's disk, for code that reads a path (model
+    formats): the file itself in a store on disk, else a temporary download removed after."""
+    if is_local():
+        path = resolve(name)
+        if not path.is_file():
+            raise MissingArtifact(f"{name!r} is missing from the artifact store")
+        yield path
+        return
+    fd, tmp = tempfile.mkstemp(dir=scratch_dir("tmp"), prefix=".", suffix=f".{posixpath.basename(name)}")
+    try:
+        with os.fdopen(fd, "wb") as local, _open(name) as remote:
+            shutil.copyfileobj(remote, local, 1024 * 1024)
+        yield Path(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def _open(name: str):
+    """An artifact opened for reading; ArtifactError when it is missing."""
+    try:
+        if is_local():
+            return open(resolve(name), "rb")
+        return storage().open(check_name(name), "rb")
+    except FileNotFoundError:
+        raise MissingArtifact(f"{name!r} is missing from the artifact store") from None
+
+
+def save_output(run_id: int, step_name: str, value, attempt: int = 1) -> str:
+    """Persist a step's return value; returns its path relative to the store. Each attempt
+    has a file of its own, so an attempt given up for dead that finishes late cannot
+    overwrite the output of the attempt that replaced it."""
+    suffix = ".pkl" if attempt == 1 else f".{int(attempt)}.pkl"  # the first attempt keeps the old name
+    name = f"runs/{int(run_id)}/{step_name}{suffix}"
+
+    def write(path):
+        with open(path, "wb") as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    write_atomically(name, write)
+    return name
+
+
+def load_output(name: str):
+    """Load a step output saved by save_output."""
+    try:
+        handle = _open(name)
+    except MissingArtifact:
+        raise MissingArtifact(f"the saved output {name!r} is missing from the artifact store") from None
+    with handle:
+        return pickle.load(handle)
+
+
+# --- the store's id ------------------------------------------------------------------------
+# An object holding a random id, also kept in the database (app.runs.store_check), so a
+# process whose store is not the database's finds out before it runs anything.
+
+
+def read_store_id() -> str | None:
+    try:
+        with _open(STORE_ID) as handle:
+            return handle.read().decode("ascii", errors="replace").strip()
+    except MissingArtifact:
+        return None
+
+
+def write_store_id(value: str):
+    data = value.encode("ascii")
+    if is_local():
+        write_atomically(STORE_ID, lambda path: Path(path).write_bytes(data))
+    else:
+        put(STORE_ID, ContentFile(data))
+
+
+def new_store_id() -> str:
+    return secrets.token_hex(16)
