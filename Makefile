@@ -75,9 +75,11 @@ test-scale:
 	@echo "== the suite on PostgreSQL + Redis"
 	env -u DATA_DIR $(BIN)/python -m tests.servers -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv servers
 	$(BIN)/python bench/step_overhead.py --shape chain --n 100
 	$(BIN)/python bench/step_overhead.py --shape fanout --n 100
+	$(BIN)/python bench/step_overhead.py --backend postgres --shape chain --n 100 --modes floor,sync,worker,worker_thread
+	$(BIN)/python bench/step_overhead.py --backend postgres --shape fanout --n 1000 --processes 3 --modes floor,worker
 	$(BIN)/python bench/predict_latency.py --trees 10
 
 clean:

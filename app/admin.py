@@ -9,6 +9,7 @@ from app.models import (
     ApiToken,
     AuditEvent,
     Deployment,
+    Lease,
     Metric,
     ModelVersion,
     ParameterSet,
@@ -20,6 +21,7 @@ from app.models import (
     Run,
     StepAttempt,
     StepRun,
+    StoreMarker,
     WorkerHeartbeat,
 )
 from app.pipelines.registry import ParamError
@@ -198,7 +200,23 @@ class ParameterSetRevisionAdmin(ReadOnlyAdmin):
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
-    list_display = ["name", "last_seen"]
+    list_display = ["name", "queue", "threads", "last_seen", "started_at", "stopping"]
+    list_filter = ["queue", "stopping"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(ReadOnlyAdmin):
+    """Which worker last did each piece of periodic work (app.runs.leases)."""
+
+    list_display = ["name", "holder", "taken_at", "period"]
+
+
+@admin.register(StoreMarker)
+class StoreMarkerAdmin(ReadOnlyAdmin):
+    """The artifact store's id (app.runs.store_check): read-only, since workers compare the
+    store against it."""
+
+    list_display = ["store_id", "where", "created_at"]
 
 
 # --- models ------------------------------------------------------------------------------

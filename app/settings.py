@@ -162,8 +162,22 @@ def database_settings(url: str) -> dict:
         }
         database["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
     elif database["ENGINE"] == "django.db.backends.postgresql":
-        database.setdefault("OPTIONS", {})
-        database["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 10, minimum=1))
+        options = database.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 10, minimum=1))
+        pool_size = env_int("DB_POOL_MAX_SIZE", 0, minimum=0)
+        if pool_size:
+            # Django's psycopg pool, one per process: a connection is taken per request or
+            # task and given back after, instead of each thread keeping one open. It starts
+            # with one connection and grows to DB_POOL_MAX_SIZE under load; a process waits
+            # at most DB_POOL_TIMEOUT seconds for a free one. (A pool replaces persistent
+            # connections: DB_CONN_MAX_AGE does not apply.)
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+                "max_idle": 300,
+            }
+            database["CONN_MAX_AGE"] = 0
     return database
 
 

@@ -50,7 +50,7 @@ def test_a_worker_backs_off_while_its_database_is_gone_and_carries_on_when_it_is
         db = connection.settings_dict
         gate = Gate(db["HOST"], db["PORT"])
         worker = start_worker(TEST_DATABASE_URL=f"postgres://{db['USER']}@127.0.0.1:{gate.port}/{db['NAME']}",
-                              DB_CONNECT_TIMEOUT="2")
+                              DB_CONNECT_TIMEOUT="2", DB_POOL_TIMEOUT="1")
         come_back = gate.open
 
         def finished():

@@ -260,8 +260,7 @@ def _worker_name():
 
 
 def _claim(step_run_id) -> StepRun | None:
-    with transaction.atomic():
-        return statements.claim(step_run_id, timezone.now(), _worker_name())
+    return statements.claim(step_run_id, timezone.now(), _worker_name())
 
 
 def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
@@ -445,16 +444,16 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
+    successors = list(graph.successors(step_run.step_name))
     with transaction.atomic():
-        if not statements.mark_succeeded(step_run, now, log_text, output_path):
+        # Marked succeeded, counted on the run (the last one to finish closes it), and each
+        # successor counts one more upstream done, queued when none is left: O(successors),
+        # a fan-in step is not re-read by each of its N upstreams. A cancelled run has no
+        # pending steps left, so nothing is queued for it.
+        recorded = statements.record_success(step_run, now, log_text, output_path, successors)
+        if recorded is None:
             return Ready()
-        # The run's counter of finished steps: the last one to finish closes the run.
-        finished, total = statements.count_finished(run_id, 1)
-        successors = list(graph.successors(step_run.step_name))
-        # Each successor counts its upstream steps still to succeed; those reaching 0 are
-        # queued. O(successors): a fan-in step is not re-read by each of its N upstreams.
-        # A cancelled run has no pending steps left, so nothing is queued for it.
-        queued = statements.upstream_done(run_id, successors, now) if successors else []
+        finished, total, queued = recorded
         if finished >= total:
             statements.close_run(run_id, now)
     return Ready([pk for pk, _queue in queued], queues=dict(queued))
