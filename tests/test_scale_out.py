@@ -59,16 +59,19 @@ def test_each_worker_records_its_own_sign_of_life_and_a_killed_one_shows_dead(sc
     workers[0].wait()
     client = Client()
     client.force_login(operator)
+    def row_of(page, pid):
+        row = page[page.index(f":{pid}</code>"):]
+        return row[:row.index("</tr>")]
+
     with override_settings(WORKER_BEAT_SECONDS=0.3, STEP_HEARTBEAT_SECONDS=0.2):
         page = wait_for(
-            lambda: (text := client.get("/dashboard/").content.decode()) and f":{workers[0].pid}: last seen" in text
-            and "(dead)" in text and text, timeout=30, message="the killed worker to show as dead",
+            lambda: (text := client.get("/dashboard/").content.decode()) and "dead</span>" in row_of(text, workers[0].pid)
+            and text, timeout=30, message="the killed worker to show as dead",
         )
-    dead_line = next(line for line in page.split("<br>") if f":{workers[0].pid}:" in line)
-    assert "(dead)" in dead_line
+    assert '<div class="value">2 alive</div>' in page
     for alive in workers[1:]:
-        line = next(line for line in page.split("<br>") if f":{alive.pid}:" in line)
-        assert "(dead)" not in line and "queue default, 4 threads, 3 pipelines" in line
+        row = row_of(page, alive.pid)
+        assert "alive</span>" in row and "<td>default</td>" in row and '<td class="num">3</td>' in row
 
 
 def test_three_workers_run_a_wide_fan_out_once_each(scale):

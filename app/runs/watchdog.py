@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app import artifacts
-from app.models import Status, StepAttempt, StepRun
+from app.models import Status, StepAttempt, StepRun, WorkerHeartbeat
 from app.runs import engine, statements
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,12 @@ def rescue_lost_steps() -> list[int]:
     cutoff = now - datetime.timedelta(seconds=settings.STEP_LOST_AFTER_SECONDS)
     rescued = []
     lost = StepRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
+    # Workers whose own sign of life is recent (app.runs.worker) are alive: their steps'
+    # marks stopped because the database was unreachable, not because they died, and resume.
+    alive = set(WorkerHeartbeat.objects.filter(last_seen__gte=cutoff).values_list("name", flat=True))
     for step_run in lost.select_related("run__snapshot").defer("run__snapshot__layout_svg"):
+        if step_run.worker.rsplit(":", 1)[0] in alive:
+            continue
         this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, heartbeat_at=step_run.heartbeat_at)
         if step_run.run.cancel_requested_at:
             with transaction.atomic():
@@ -46,13 +51,14 @@ def rescue_lost_steps() -> list[int]:
         allowed = max(rules.get("retries", 0), settings.STEP_LOST_RETRIES)
         if step_run.attempt > allowed:
             error = (
-                f"worker {step_run.worker} stopped responding during attempt {step_run.attempt}; "
+                f"worker {step_run.worker} stopped responding (it died, or lost the database) during attempt "
+                f"{step_run.attempt}; "
                 f"the step is not tried again after {step_run.attempt} attempts"
             )
             log.warning("step run %s lost its worker %s; failed", step_run.pk, step_run.worker)
             engine.fail_attempt(step_run, step_run.log, error)
             continue
-        error = f"worker {step_run.worker} stopped responding; the step was queued again"
+        error = f"worker {step_run.worker} stopped responding (it died, or lost the database); the step was queued again"
         with transaction.atomic():
             if not this_attempt.update(status=Status.QUEUED, queued_at=now, log="", error=error):
                 continue

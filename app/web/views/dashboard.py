@@ -69,6 +69,9 @@ def dashboard(request):
         ),
         "workers": workers,
         "any_worker_alive": any(w["alive"] for w in workers),
+        "workers_alive": sum(1 for w in workers if w["alive"]),
+        "stale_workers": sum(1 for w in workers if w["alive"] and w["other_code"]),
+        "dead_after": int(dead_after().total_seconds()),
         "success_rate": rate,
         "finished_7d": finished,
         "chart": charts.bar_chart(
