@@ -164,6 +164,12 @@ def database_settings(url: str) -> dict:
     elif database["ENGINE"] == "django.db.backends.postgresql":
         options = database.setdefault("OPTIONS", {})
         options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 10, minimum=1))
+        if env_bool("DB_PREPARED_STATEMENTS", True):
+            # Parameters bound by the server, and a statement run 5 times prepared once: the
+            # engine's per-step statements are then parsed and planned once per connection.
+            # Turn off behind a transaction-pooling PgBouncer, which cannot keep them.
+            options.setdefault("server_side_binding", True)
+            options.setdefault("prepare_threshold", 5)
         pool_size = env_int("DB_POOL_MAX_SIZE", 0, minimum=0)
         if pool_size:
             # Django's psycopg pool, one per process: a connection is taken per request or
