@@ -309,12 +309,13 @@ def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
     return fail_attempt(step_run, log_text, outcome.error)
 
 
-def hand_over(step_run: StepRun, log_text: str, why: str) -> Ready:
+def hand_over(step_run: StepRun, log_text: str, why: str, *, heartbeat_at=None) -> Ready:
     """The attempt ended for a reason of its worker's, not the step's (a shutdown, a lost
     worker): keep it as a StepAttempt and queue the step again, at once; returns it as ready.
     Such attempts count like failed ones: after more of them than the step's retries allow
     (at least STEP_LOST_RETRIES) the step fails, so a step that takes its worker down
-    cannot loop."""
+    cannot loop. `heartbeat_at` (the watchdog): only if the step was not marked alive since,
+    so a worker that comes back to life and a second watchdog cannot both win."""
     rules = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
     allowed = max(rules["retries"], settings.STEP_LOST_RETRIES)
     if step_run.attempt > allowed:
@@ -326,6 +327,8 @@ def hand_over(step_run: StepRun, log_text: str, why: str) -> Ready:
     error = f"{why}; the step was queued again"
     with transaction.atomic():
         this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
+        if heartbeat_at is not None:
+            this_attempt = this_attempt.filter(heartbeat_at=heartbeat_at)
         if not this_attempt.update(status=Status.QUEUED, queued_at=now, log="", error=error, code_wait_since=None):
             return Ready()
         StepAttempt.objects.create(

@@ -117,11 +117,7 @@ def _record_success_in_one_statement(step_run, now, log, output_path, successors
             f" UPDATE {RUN} SET steps_finished = steps_finished + 1 WHERE id IN (SELECT run_id FROM done)"
             f" RETURNING steps_finished, steps_total"
             f"), next AS ("
-            f" UPDATE {STEP} SET upstream_left = upstream_left - 1,"
-            f" status = CASE WHEN upstream_left = 1 THEN %s ELSE status END,"
-            f" queued_at = CASE WHEN upstream_left = 1 THEN %s ELSE queued_at END"
-            f" WHERE run_id = %s AND status = %s AND upstream_left > 0 AND step_name IN ({marks})"
-            f" AND EXISTS (SELECT 1 FROM done) RETURNING id, queue, status"
+            f" {_upstream_done_sql(marks)} AND EXISTS (SELECT 1 FROM done) RETURNING id, queue, status"
             f") SELECT 0, steps_finished::bigint, steps_total::bigint, '' FROM counted"
             f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s",
             [Status.SUCCEEDED, _when(now), log, output_path, step_run.pk, Status.RUNNING, step_run.attempt,
@@ -159,6 +155,17 @@ def count_finished(run_id: int, count: int) -> tuple[int, int]:
         return cursor.fetchone()
 
 
+def _upstream_done_sql(marks: str) -> str:
+    """The UPDATE that counts one more upstream done for some steps and queues those with
+    none left; parameters: queued status, now, run id, pending status, the step names."""
+    return (
+        f"UPDATE {STEP} SET upstream_left = upstream_left - 1,"
+        f" status = CASE WHEN upstream_left = 1 THEN %s ELSE status END,"
+        f" queued_at = CASE WHEN upstream_left = 1 THEN %s ELSE queued_at END"
+        f" WHERE run_id = %s AND status = %s AND upstream_left > 0 AND step_name IN ({marks})"
+    )
+
+
 def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
     """One more upstream step of each of these steps succeeded: count it, and queue those
     with none left (pending → queued); returns (id, queue) of those queued. One statement
@@ -167,11 +174,7 @@ def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
     marks = ", ".join(["%s"] * len(names))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {STEP} SET upstream_left = upstream_left - 1,"
-            f" status = CASE WHEN upstream_left = 1 THEN %s ELSE status END,"
-            f" queued_at = CASE WHEN upstream_left = 1 THEN %s ELSE queued_at END"
-            f" WHERE run_id = %s AND status = %s AND upstream_left > 0 AND step_name IN ({marks})"
-            f" RETURNING id, queue, status",
+            f"{_upstream_done_sql(marks)} RETURNING id, queue, status",
             [Status.QUEUED, _when(now), run_id, Status.PENDING, *names],
         )
         return sorted((pk, queue) for pk, queue, status in cursor.fetchall() if status == Status.QUEUED)

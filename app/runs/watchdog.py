@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app import artifacts
-from app.models import Status, StepAttempt, StepRun, WorkerHeartbeat
+from app.models import Status, StepRun, WorkerHeartbeat
 from app.runs import engine, statements
 
 log = logging.getLogger(__name__)
@@ -46,26 +46,12 @@ def rescue_lost_steps() -> list[int]:
                     statements.finish_steps(step_run.run_id, 1, now)
             continue
         # What the lost attempt printed, as far as it got (its log file survives the worker).
-        step_run.log = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
-        rules = step_run.run.snapshot.step(step_run.step_name) or {}
-        allowed = max(rules.get("retries", 0), settings.STEP_LOST_RETRIES)
-        if step_run.attempt > allowed:
-            error = (
-                f"worker {step_run.worker} stopped responding (it died, or lost the database) during attempt "
-                f"{step_run.attempt}; "
-                f"the step is not tried again after {step_run.attempt} attempts"
-            )
-            log.warning("step run %s lost its worker %s; failed", step_run.pk, step_run.worker)
-            engine.fail_attempt(step_run, step_run.log, error)
-            continue
-        error = f"worker {step_run.worker} stopped responding (it died, or lost the database); the step was queued again"
-        with transaction.atomic():
-            if not this_attempt.update(status=Status.QUEUED, queued_at=now, log="", error=error):
-                continue
-            StepAttempt.objects.create(
-                step_run=step_run, number=step_run.attempt, status=Status.FAILED, started_at=step_run.started_at,
-                finished_at=now, worker=step_run.worker, log=step_run.log, error=error,
-            )
-        log.warning("step run %s lost its worker %s; queued again", step_run.pk, step_run.worker)
-        rescued.append(step_run.pk)
+        log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
+        ready = engine.hand_over(
+            step_run, log_text, f"worker {step_run.worker} stopped responding (it died, or lost the database)",
+            heartbeat_at=step_run.heartbeat_at,
+        )
+        log.warning("step run %s lost its worker %s; %s", step_run.pk, step_run.worker,
+                    "queued again" if ready else "failed, or taken care of elsewhere")
+        rescued.extend(ready)
     return rescued
