@@ -318,6 +318,9 @@ STEP_LOST_RETRIES = env_int("STEP_LOST_RETRIES", 2, minimum=0)
 STEP_CODE_WAIT_SECONDS = env_float("STEP_CODE_WAIT_SECONDS", 120.0, minimum=0.0)
 # What one attempt of a step may log (a file in the artifact store); the rest is dropped.
 STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+# A step output whose pickle is at most this big is kept in the database, not as a file
+# (no file to create, or to PUT and GET in an object store); 0: every output is a file.
+STEP_OUTPUT_INLINE_BYTES = env_int("STEP_OUTPUT_INLINE_BYTES", 1024, minimum=0)
 if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("STEP_LOST_AFTER_SECONDS must be more than twice STEP_HEARTBEAT_SECONDS")
 

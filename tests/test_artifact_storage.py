@@ -140,6 +140,7 @@ def diamond(define):
 
 @pytest.mark.django_db
 def test_a_retry_from_failure_reuses_the_outputs_kept_in_the_bucket(bucket, diamond, operator, settings):
+    settings.STEP_OUTPUT_INLINE_BYTES = 0  # these outputs are small: make them files
     calls, broken = diamond
     failed = engine.run_inline(*engine.start_run("t_s3_diamond", {}))
     broken["right"] = False
@@ -152,6 +153,22 @@ def test_a_retry_from_failure_reuses_the_outputs_kept_in_the_bucket(bucket, diam
     assert calls == ["right", "bottom"]  # top and left were not run again: their outputs came from the bucket
     assert artifacts.load_output(bottom.output_path) == 31
     assert {f"runs/{failed.pk}/top.pkl", f"runs/{failed.pk}/left.pkl"} <= set(bucket.keys())
+    assert local_files(settings) == bucket.local_before
+
+
+@pytest.mark.django_db
+def test_a_small_output_is_kept_in_the_database_not_put_in_the_bucket(bucket, define, settings):
+    pipe = define("t_s3_small")
+    pipe.step(name="tiny")(lambda ctx: {"rows": 3})
+    pipe.step(name="wide")(lambda ctx: list(range(5000)))
+
+    run = engine.run_inline(*engine.start_run("t_s3_small"))
+
+    steps = {sr.step_name: sr for sr in run.step_runs.all()}
+    assert [artifacts.load_output(sr.output_path, sr.output_inline) for sr in (steps["tiny"], steps["wide"])] == [
+        {"rows": 3}, list(range(5000)),
+    ]
+    assert bucket.keys(f"runs/{run.pk}/") == [f"runs/{run.pk}/wide.pkl"]  # one PUT, for the output over the limit
     assert local_files(settings) == bucket.local_before
 
 

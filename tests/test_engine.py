@@ -31,7 +31,7 @@ def id_of(run, step_name):
 
 
 def output_of(step_run):
-    return artifacts.load_output(step_run.output_path)
+    return artifacts.load_output(step_run.output_path, step_run.output_inline)
 
 
 # --- starting a run ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_it_finishes_the_run_when_every_step_succeeded():
     for step_run in step_runs(run).values():
         assert (step_run.status, step_run.attempt, step_run.error) == (Status.SUCCEEDED, 1, "")
         assert step_run.queued_at <= step_run.started_at <= step_run.finished_at
-        assert step_run.worker and step_run.output_path == f"runs/{run.pk}/{step_run.step_name}.pkl"
+        assert step_run.worker and (step_run.output_path or step_run.output_inline)
 
 
 def test_it_records_the_metrics_a_step_logs():
@@ -243,6 +243,56 @@ def test_it_gives_steps_their_parameters_typed(define):
     assert output_of(step_runs(run)["echo"]) == {"day": datetime.date(2024, 5, 6), "count": 3, "flag": True}
 
 
+def test_a_small_output_is_kept_in_the_database_and_a_large_one_in_a_file(define, settings):
+    import numpy as np
+
+    settings.STEP_OUTPUT_INLINE_BYTES = 1024
+    pipe = define("t_outputs")
+
+    @pipe.step()
+    def small(ctx):
+        return {"accuracy": 0.93, "classes": ["a", "b"]}
+
+    @pipe.step()
+    def large(ctx):
+        return list(range(2000))  # ~6 KB pickled
+
+    @pipe.step()
+    def array(ctx):
+        return np.arange(127, dtype=np.int64)  # just over 1 KB: crosses the limit while pickling
+
+    @pipe.step(after=[small, large, array])
+    def combine(ctx, small, large, array):
+        return [small["accuracy"], sum(large), int(array.sum())]
+
+    run = engine.run_inline(*engine.start_run("t_outputs"))
+
+    steps = step_runs(run)
+    assert run.status == Status.SUCCEEDED
+    assert output_of(steps["combine"]) == [0.93, sum(range(2000)), sum(range(127))]
+    store = settings.ARTIFACTS_DIR / "runs" / str(run.pk)
+    for name in ("small", "combine"):  # kept in the row: no file
+        assert steps[name].output_path == "" and 0 < len(steps[name].output_inline) <= 1024
+        assert not (store / f"{name}.pkl").exists()
+    for name in ("large", "array"):  # over the limit: a file, nothing in the row
+        assert (steps[name].output_path, steps[name].output_inline) == (f"runs/{run.pk}/{name}.pkl", None)
+        assert (store / f"{name}.pkl").stat().st_size > 1024
+    assert output_of(steps["array"]).tolist() == list(range(127))
+    assert sorted(p.name for p in store.iterdir()) == ["array.pkl", "large.pkl"]  # no temporary file left
+
+
+def test_with_no_inline_outputs_every_output_is_a_file(define, settings):
+    settings.STEP_OUTPUT_INLINE_BYTES = 0
+    pipe = define("t_outputs_files")
+    pipe.step(name="tiny")(lambda ctx: 1)
+
+    run = engine.run_inline(*engine.start_run("t_outputs_files"))
+
+    tiny = step_runs(run)["tiny"]
+    assert (tiny.output_path, tiny.output_inline) == (f"runs/{run.pk}/tiny.pkl", None)
+    assert output_of(tiny) == 1
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 
@@ -273,7 +323,7 @@ def test_it_stores_the_error_traceback_and_log_of_a_failed_step():
     assert 'raise ValueError(f"{len(bad)} record(s) have a negative amount: ids {bad}")' in validate.traceback
     assert validate.traceback.rstrip().endswith("ValueError: 1 record(s) have a negative amount: ids [5]")
     assert "ERROR pipelines.flaky_demo.validate: records with negative amounts: [5]" in validate.log
-    assert (validate.attempt, validate.output_path) == (1, "")
+    assert (validate.attempt, validate.output_path, validate.output_inline) == (1, "", None)
 
 
 def test_it_never_starts_a_step_below_a_failure():
@@ -313,7 +363,7 @@ def test_it_fails_a_step_whose_output_cannot_be_saved(define):
         "TypeError: step 'make' returned a _thread.lock, which cannot be saved: step outputs are pickled "
         "(TypeError: cannot pickle '_thread.lock' object)"
     )
-    assert step_run.output_path == ""
+    assert (step_run.output_path, step_run.output_inline) == ("", None)
 
 
 def test_it_fails_a_step_that_logs_a_metric_that_is_not_a_number(define):

@@ -59,7 +59,7 @@ def steps(run):
 
 
 def output(step_run):
-    return artifacts.load_output(step_run.output_path)
+    return artifacts.load_output(step_run.output_path, step_run.output_inline)
 
 
 def test_it_plans_to_rerun_the_failed_step_and_everything_below_it(diamond):
@@ -80,7 +80,7 @@ def test_it_retries_from_failure_reusing_the_outputs_that_succeeded(diamond, ope
     assert CALLS == ["right", "bottom"]  # top and left did not run again
     new, old = steps(retry), steps(failed)
     assert new["top"].reused_from == old["top"] and new["left"].reused_from == old["left"]
-    assert new["left"].output_path == old["left"].output_path
+    assert (new["left"].output_path, new["left"].output_inline) == (old["left"].output_path, old["left"].output_inline)
     assert (retry.retry_of, retry.attempt, retry.params) == (failed, 2, failed.params)
     assert output(new["bottom"]) == output(steps(finished_run("t_diamond"))["bottom"]) == 31
 
@@ -147,7 +147,7 @@ def test_it_lets_a_running_step_finish_and_starts_nothing_after_it(operator):
     claimed = statements.claim(ready[0], run.created_at, "test")  # `load` is running
     actions.cancel(run, operator)
 
-    assert engine._record_success(claimed, "", "runs/x.pkl") == []
+    assert engine._record_success(claimed, "", ("runs/x.pkl", None)) == []
     run.refresh_from_db()
     assert (run.status, run.steps_finished) == (Status.CANCELLED, 5)
     assert steps(run)["load"].status == Status.SUCCEEDED

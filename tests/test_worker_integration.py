@@ -29,8 +29,8 @@ def test_it_runs_the_fanout_example_on_the_worker(worker, operator_client):
     assert max(sr.started_at for sr in branches) < min(sr.finished_at for sr in branches)
     # fan-in: report waited for all three branches and received their outputs
     assert steps["report"].started_at >= max(steps[s].finished_at for s in ("total", "mean", "spread"))
-    report = artifacts.load_output(steps["report"].output_path)
-    rows = artifacts.load_output(steps["load"].output_path)
+    report = artifacts.load_output(steps["report"].output_path, steps["report"].output_inline)
+    rows = artifacts.load_output(steps["load"].output_path, steps["load"].output_inline)
     assert len(rows) == 200 and report["total"] == sum(rows)
     # the steps ran in the worker process, not in the web process
     assert all(sr.worker and sr.worker.split(":")[1] == str(worker.pid) for sr in steps.values())

@@ -15,6 +15,7 @@ that code needs on disk (a model format saves to and loads from a path) gets the
 """
 
 import contextlib
+import functools
 import os
 import pickle
 import posixpath
@@ -81,12 +82,19 @@ def root() -> Path:
 
 def resolve(name: str) -> Path:
     """The absolute path of an artifact in a store on disk, refusing anything that would
-    leave the store (symlinks followed)."""
-    base = root().resolve()
-    path = (base / check_name(name)).resolve()
-    if base != path and base not in path.parents:
+    leave the store (symlinks followed). Called several times per step: plain strings and
+    one realpath, not pathlib's (which measured 200 µs a call, a tenth of a no-op step)."""
+    base = _real(str(root()))
+    path = os.path.realpath(os.path.join(base, check_name(name)))
+    if path != base and not path.startswith(base + os.sep):
         raise ArtifactError(f"artifact path {name!r} is outside the artifact store")
-    return path
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=16)
+def _real(location: str) -> str:
+    """The store's directory with its symlinks followed, once per process and location."""
+    return os.path.realpath(location)
 
 
 def scratch_dir(name: str) -> Path:
@@ -110,30 +118,57 @@ def step_dir(run_id: int, step_name: str) -> Path:
     return path
 
 
+class _Placement:
+    """A file being written as the artifact `name`: a temporary file (created when first
+    asked for), put in the store whole by `place` (renamed into place on disk, uploaded to
+    an object store), removed by `discard` if it was not placed."""
+
+    def __init__(self, name: str):
+        self.name = check_name(name)
+        self.local = is_local()
+        self.target = None  # resolved when a file is written: an inline output has none
+        self.tmp = None
+
+    def path(self) -> str:
+        if self.tmp is None:
+            if self.local:
+                self.target = resolve(self.name)
+                directory = self.target.parent
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, exist_ok=True)
+            else:
+                directory = scratch_dir("tmp")
+            fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=f".{posixpath.basename(self.name)}.", suffix=".tmp")
+            os.close(fd)
+        return self.tmp
+
+    def place(self) -> int:
+        """Put the written file in the store as `name`; returns its size in bytes."""
+        size = os.path.getsize(self.tmp)
+        if self.local:
+            os.replace(self.tmp, self.target)
+            self.tmp = None
+        else:
+            with open(self.tmp, "rb") as handle:
+                put(self.name, File(handle))
+        return size
+
+    def discard(self):
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
 def write_atomically(name: str, write) -> int:
     """Call `write(temporary_path)` and put the file in the store as `name` in one step, so
     a reader never sees half of it; returns its size in bytes."""
-    if is_local():
-        target = resolve(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        directory = target.parent
-    else:
-        check_name(name)
-        directory = scratch_dir("tmp")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{posixpath.basename(name)}.", suffix=".tmp")
-    os.close(fd)
+    placement = _Placement(name)
     try:
-        write(tmp)
-        size = os.path.getsize(tmp)
-        if is_local():
-            os.replace(tmp, target)
-        else:
-            with open(tmp, "rb") as handle:
-                put(name, File(handle))
+        write(placement.path())
+        return placement.place()
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return size
+        placement.discard()
 
 
 def put(name: str, content):
@@ -181,23 +216,58 @@ def _open(name: str):
         raise MissingArtifact(f"{name!r} is missing from the artifact store") from None
 
 
-def save_output(run_id: int, step_name: str, value, attempt: int = 1) -> str:
-    """Persist a step's return value; returns its path relative to the store. Each attempt
-    has a file of its own, so an attempt given up for dead that finishes late cannot
-    overwrite the output of the attempt that replaced it."""
+def save_output(run_id: int, step_name: str, value, attempt: int = 1, inline_max: int = 0) -> tuple[str, bytes | None]:
+    """Persist a step's return value, pickled. Returns `(name, None)`: its file in the store;
+    or, when the pickle is at most `inline_max` bytes, `("", the pickle)` for the caller to
+    keep in the database, and no file at all (creating one measured 0.4–1.5 ms on this disk,
+    more than the rest of a step's bookkeeping; in an object store a PUT and later a GET).
+    Each attempt has a file of its own, so an attempt given up for dead that finishes late
+    cannot overwrite the output of the attempt that replaced it."""
     suffix = ".pkl" if attempt == 1 else f".{int(attempt)}.pkl"  # the first attempt keeps the old name
     name = f"runs/{int(run_id)}/{step_name}{suffix}"
+    placement = _Placement(name)
+    sink = _Spill(inline_max, placement)
+    try:
+        pickle.dump(value, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        if sink.file is None:
+            return "", bytes(sink.held)
+        sink.file.close()
+        placement.place()
+        return name, None
+    finally:
+        if sink.file is not None:
+            sink.file.close()
+        placement.discard()
 
-    def write(path):
-        with open(path, "wb") as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
-    write_atomically(name, write)
-    return name
+class _Spill:
+    """What a pickle writes: held in memory while it fits in `limit` bytes, then all of it
+    streamed to the placement's temporary file (a large output is never held twice)."""
+
+    def __init__(self, limit: int, placement: _Placement):
+        self.limit = limit
+        self.placement = placement
+        self.held = bytearray()
+        self.file = None
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.file is None:
+            if len(self.held) + size <= self.limit:
+                self.held += data
+                return size
+            self.file = open(self.placement.path(), "wb")  # noqa: SIM115 — closed by save_output
+            self.file.write(self.held)
+            self.held = bytearray()
+        self.file.write(data)
+        return size
 
 
-def load_output(name: str):
-    """Load a step output saved by save_output."""
+def load_output(name: str, inline: bytes | None = None):
+    """Load a step output saved by save_output: from `inline` (the pickle it returned to
+    be kept in the database) when given, else from the file `name`."""
+    if inline is not None:
+        return pickle.loads(inline)
     try:
         handle = _open(name)
     except MissingArtifact:

@@ -149,6 +149,9 @@ class StepRun(Timed, models.Model):
     traceback = models.TextField(blank=True)
     error = models.CharField(max_length=500, blank=True, help_text="One-line summary of the failure")
     output_path = models.CharField(max_length=500, blank=True, help_text="Relative to the artifact store")
+    # A small output's pickle (at most STEP_OUTPUT_INLINE_BYTES) is kept here instead of a
+    # file at output_path (app.artifacts.save_output).
+    output_inline = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["run_id", "position"]

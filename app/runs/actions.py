@@ -95,7 +95,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
                 old = previous[name]
                 rows.append(StepRun(
                     run=new, step_name=name, position=position, status=Status.SUCCEEDED,
-                    output_path=old.output_path, reused_from=old.reused_from or old,
+                    output_path=old.output_path, output_inline=old.output_inline, reused_from=old.reused_from or old,
                     queued_at=now, started_at=now, finished_at=now,
                 ))
             else:

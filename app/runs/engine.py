@@ -10,6 +10,7 @@ how to run them. That keeps one code path for the worker, the CLI and the tests.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
@@ -266,10 +267,13 @@ def _claim(step_run_id) -> StepRun | None:
 def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
     """Run one step run if it is still queued (or due for a retry); record its outcome.
 
-    `supervised` (the worker): the attempt runs in a child process watched by this thread
+    `supervised` (the worker): the step's code runs in a child process watched by this thread
     (app.runs.supervisor), unless its step opted in to `isolation="thread"`; a crash or a
     timeout of the child is recorded as the attempt's failure, counted against its retries.
-    Otherwise (`run_inline`: the CLI's --sync, the tests) it runs in this thread.
+    Otherwise (`run_inline`: the CLI's --sync, the tests) it runs in this thread. Either way
+    this thread claims the step and records its outcome: a child only runs the step's code
+    (as Airflow 3's task runner, which has no database of its own), so it opens no database
+    connection unless the step itself records something (a metric, a model).
 
     Returns the step runs that became ready because of it (see Ready). A step run that is
     not queued any more (claimed by another worker, cancelled) is left alone.
@@ -280,15 +284,20 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
     heartbeat.add(step_run.pk)
     try:
         step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
-        if supervised and step["isolation"] == "process":
-            return _execute_in_child(step_run, step)
+        in_child = supervised and step["isolation"] == "process"
         try:
-            return _execute(step_run, in_worker=supervised)
+            if in_child:
+                return _execute_in_child(step_run, step)
+            attempt = _attempt(step_run)
+            ready = _record(step_run, attempt, in_worker=supervised)
         except Exception as exc:
             # Recording the outcome failed (database or disk trouble): record that instead,
             # so the step does not wait for the watchdog with the real cause lost.
             log.exception("step run %s: recording its outcome failed", step_run.pk)
             return fail_attempt(step_run, "", "recording the outcome failed: " + _failure_line(exc))
+        if attempt.interrupted:
+            raise KeyboardInterrupt  # Ctrl-C during `run_pipeline --sync` stops the command, once recorded
+        return ready
     finally:
         heartbeat.discard(step_run.pk)
 
@@ -296,12 +305,12 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
 def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
     timeout = step["timeout"] or settings.STEP_TIMEOUT_SECONDS or None
     outcome = supervisor.run_in_child(
-        run_attempt_in_child, (step_run,), timeout=timeout, grace=settings.STEP_KILL_GRACE_SECONDS,
-        reuse=settings.STEP_PROCESS_REUSE, max_memory_mb=settings.STEP_PROCESS_MAX_MEMORY_MB,
+        run_attempt_in_child, (statements.portable(step_run),), timeout=timeout,
+        grace=settings.STEP_KILL_GRACE_SECONDS, reuse=settings.STEP_PROCESS_REUSE,
+        max_memory_mb=settings.STEP_PROCESS_MAX_MEMORY_MB,
     )
     if outcome.finished:
-        value = outcome.value
-        return Ready(value["ready"], [tuple(pair) for pair in value["later"]], {int(k): q for k, q in value["queues"].items()})
+        return _record(step_run, outcome.value, in_worker=True)
     log.warning("step run %s (process %s): %s", step_run.pk, outcome.pid, outcome.error)
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
     if outcome.handed_over:
@@ -338,48 +347,75 @@ def hand_over(step_run: StepRun, log_text: str, why: str, *, heartbeat_at=None) 
     return Ready([step_run.pk])
 
 
-def run_attempt_in_child(step_run: StepRun) -> dict:
-    """The child process's side of a supervised attempt: run and record it, and return what
-    became ready for the worker to enqueue."""
+def run_attempt_in_child(claimed: tuple) -> Attempt:
+    """The child process's side of a supervised attempt (the step run its worker claimed, as
+    statements.portable values): run the step's code; the worker records what became of it."""
     close_old_connections()  # a child kept between attempts may hold a connection gone stale
-    return _ready_as_json(_execute(step_run, in_child=True, in_worker=True))
+    return _attempt(statements.claimed(claimed))
 
 
-def _ready_as_json(ready: Ready) -> dict:
-    return {"ready": list(ready), "later": [list(pair) for pair in ready.later], "queues": ready.queues}
+@dataclasses.dataclass
+class Attempt:
+    """What became of running a step's code: how it `ended` (succeeded, failed, cancelled,
+    other_code) and what recording that needs. Small and picklable: a child sends it back."""
+
+    ended: str
+    output_path: str = ""
+    output_inline: bytes | None = None
+    error: str = ""
+    trace: str = ""
+    loaded_hash: str = ""  # other_code: the code this process has
+    logged: bool = False  # the step wrote to its log (else there is no log to read)
+    interrupted: bool = False  # by Ctrl-C
 
 
-def _execute(step_run: StepRun, in_child: bool = False, in_worker: bool = False) -> Ready:
-    run = step_run.run
-    log_file = artifacts.log_path(run.pk, step_run.step_name, step_run.attempt)
-    with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES):
+def _attempt(step_run: StepRun) -> Attempt:
+    """Run the step's code with its output captured, and save what it returned. Never
+    raises for what the step does: every way it can end is an Attempt."""
+    log_file = artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)
+    with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES) as written:
         try:
             func, inputs, params = _prepare(step_run)
             value = func(StepContext(step_run, params), **inputs)
-            output_path = _save_output(step_run, value)
+            path, inline = _save_output(step_run, value)
+            attempt = Attempt("succeeded", output_path=path, output_inline=inline)
         except RunCancelled:
-            outcome = functools.partial(_record_cancelled, step_run)
+            attempt = Attempt("cancelled")
         except OtherCode as exc:
-            if in_worker:
-                outcome = functools.partial(_wait_for_the_runs_code, step_run, exc)
-            else:  # run_pipeline --sync: no other process could run it
-                outcome = functools.partial(_record_failure, step_run, error=exc.describe(step_run, None), trace="")
+            attempt = Attempt("other_code", loaded_hash=exc.loaded_hash)
         except BaseException as exc:  # noqa: BLE001 — sys.exit() and Ctrl-C in a step are its failures too
-            error = _failure_line(exc)[:500]
-            trace = _format_traceback()
-            outcome = functools.partial(_record_failure, step_run, error=error, trace=trace)
-            if isinstance(exc, KeyboardInterrupt) and not in_child:
-                _record_failure(step_run, artifacts.log_tail(log_file), error, trace)
-                raise  # Ctrl-C during `run_pipeline --sync` stops the command, once recorded
-        else:
-            outcome = functools.partial(_record_success, step_run, output_path=output_path)
-    # The log file is closed (its last line written) before the outcome is recorded.
-    return outcome(artifacts.log_tail(log_file))
+            attempt = Attempt(
+                "failed", error=_failure_line(exc)[:500], trace=_format_traceback(),
+                interrupted=isinstance(exc, KeyboardInterrupt),
+            )
+    # The log is closed (its last line written) before the outcome is recorded.
+    attempt.logged = bool(written.written or written.dropped)
+    return attempt
 
 
-def _save_output(step_run: StepRun, value) -> str:
+def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool) -> Ready:
+    """Record an attempt's outcome, with the tail of its log (a step that printed nothing
+    has no log to read)."""
+    log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
+        if attempt.logged else ""
+    if attempt.ended == "succeeded":
+        return _record_success(step_run, log_text, (attempt.output_path, attempt.output_inline))
+    if attempt.ended == "cancelled":
+        return _record_cancelled(step_run, log_text)
+    if attempt.ended == "other_code":
+        other = OtherCode(attempt.loaded_hash)
+        if in_worker:
+            return _wait_for_the_runs_code(step_run, other, log_text)
+        # run_pipeline --sync: no other process could run it
+        return _record_failure(step_run, log_text, other.describe(step_run, None), "")
+    return _record_failure(step_run, log_text, attempt.error, attempt.trace)
+
+
+def _save_output(step_run: StepRun, value) -> tuple[str, bytes | None]:
     try:
-        return artifacts.save_output(step_run.run_id, step_run.step_name, value, step_run.attempt)
+        return artifacts.save_output(
+            step_run.run_id, step_run.step_name, value, step_run.attempt, inline_max=settings.STEP_OUTPUT_INLINE_BYTES
+        )
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(
             f"step {step_run.step_name!r} returned a {type(value).__module__}.{type(value).__qualname__}, "
@@ -421,11 +457,12 @@ def _prepare(step_run: StepRun):
         raise OtherCode(loaded)
     inputs = {}
     if step.inputs:
-        paths = dict(
-            StepRun.objects.filter(run=run, step_name__in=step.inputs).values_list("step_name", "output_path")
-        )
+        saved = {
+            name: (path, inline) for name, path, inline in
+            StepRun.objects.filter(run=run, step_name__in=step.inputs).values_list("step_name", "output_path", "output_inline")
+        }
         for name in step.inputs:
-            inputs[name] = artifacts.load_output(paths[name])
+            inputs[name] = artifacts.load_output(*saved[name])
     params = pipe.make_params(run.params)
     return step.func, inputs, params
 
@@ -443,7 +480,7 @@ def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") 
 # attempt that replaced it.
 
 
-def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready:
+def _record_success(step_run: StepRun, log_text: str, output: tuple) -> Ready:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
@@ -453,7 +490,7 @@ def _record_success(step_run: StepRun, log_text: str, output_path: str) -> Ready
         # successor counts one more upstream done, queued when none is left: O(successors),
         # a fan-in step is not re-read by each of its N upstreams. A cancelled run has no
         # pending steps left, so nothing is queued for it.
-        recorded = statements.record_success(step_run, now, log_text, output_path, successors)
+        recorded = statements.record_success(step_run, now, log_text, output, successors)
         if recorded is None:
             return Ready()
         finished, total, queued = recorded

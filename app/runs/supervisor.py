@@ -14,8 +14,8 @@ waits for it; the worker's heartbeat thread keeps marking the step alive meanwhi
 starved: the GIL it needs is the worker's, not the child's); a timeout is enforced from here,
 SIGTERM then SIGKILL after a grace period.
 
-Starting a child costs ~16 ms here (a fork of a 130 MB interpreter in this VM) and its first
-database connection ~15 ms more: more than the whole per-step overhead of the engine (~3 ms).
+Starting a child costs ~16 ms here (a fork of a 130 MB interpreter in this VM): more than the
+whole per-step overhead of the engine (~3 ms).
 So a child that answered is kept for the next attempt of any step of this worker, like
 Celery's prefork pool, until it has run STEP_PROCESS_REUSE attempts or grown past
 STEP_PROCESS_MAX_MEMORY_MB; a child that crashed, timed out or failed is never reused.
@@ -45,6 +45,7 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("forkserver")
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _context.set_forkserver_preload(["app.runs.preload"])
 
 # A worker shutting down (SIGTERM, app.management.commands.run_huey): `stopping` — take no
@@ -177,14 +178,11 @@ class _Child:
         allocated a lot leaves its process big: Python rarely gives memory back)."""
         if not max_memory_mb:
             return False
-        try:
-            with open(f"/proc/{self.process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024 > max_memory_mb
-        except (OSError, ValueError):
+        try:  # statm: one short line (its second field is the RSS in pages), read after every attempt
+            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * _PAGE_BYTES / 2**20 > max_memory_mb
+        except (OSError, ValueError, IndexError):
             return True  # cannot tell: do not keep it
-        return False
 
     def retire(self, wait=False):
         """Close the pipes: the child ends on its own (idle, it sees the end of its requests;
@@ -245,7 +243,7 @@ def _child_loop(requests, results, lifeline):
         try:
             message = {"value": target(*args)}
         except BaseException as exc:  # noqa: BLE001 — everything is reported, nothing escapes
-            message = {"error": "the step's process failed while recording its outcome: " + describe_exception(exc)}
+            message = {"error": "the step's process failed outside the step's code: " + describe_exception(exc)}
         results.send(message)
         if "error" in message:
             return  # never reused after a failure of its own

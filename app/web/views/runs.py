@@ -78,7 +78,7 @@ def run_list(request):
 
 
 def _live_context(run):
-    step_runs = list(run.step_runs.defer("log", "traceback"))
+    step_runs = list(run.step_runs.defer("log", "traceback", "output_inline"))
     layout = tasks.layout_for(run.snapshot)
     statuses = {sr.step_name: sr.status for sr in step_runs}
     base_url = reverse("run_detail", args=[run.pk]) + "steps/"
