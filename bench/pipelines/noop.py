@@ -6,6 +6,9 @@ bench.pipelines), so both build the same DAG from the same variables:
 - BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps) or "fanout" (root → N
   middle steps → sink, N + 2 steps).
 - BENCH_N: N (default 100).
+- BENCH_STEP_MS: what each step does, in ms of waiting (default 0: nothing). A step that
+  waits stands for one that waits on I/O or another service: what more workers speed up
+  even on a machine whose cores the no-op bookkeeping already fills.
 
 Defines `bench_warmup` (one step, used to wait until the worker is up), `bench_<shape>_<N>`
 (each attempt in a supervised child process, the default) and `bench_<shape>_<N>_thread`
@@ -14,6 +17,7 @@ what is measured is the engine's and the queue's own overhead per step.
 """
 
 import os
+import time
 
 from app.pipelines import pipeline
 
@@ -21,6 +25,7 @@ SHAPES = ("chain", "fanout")
 
 SHAPE = os.environ.get("BENCH_SHAPE", "chain")
 N = int(os.environ.get("BENCH_N", "100"))
+STEP_SECONDS = float(os.environ.get("BENCH_STEP_MS", "0")) / 1000
 if SHAPE not in SHAPES:
     raise ValueError(f"BENCH_SHAPE={SHAPE!r} is not one of {', '.join(SHAPES)}")
 if N < 1:
@@ -31,7 +36,9 @@ NAME = f"bench_{SHAPE}_{N}"
 
 
 def _noop(ctx):
-    """Does nothing."""
+    """Does nothing (or waits BENCH_STEP_MS)."""
+    if STEP_SECONDS:
+        time.sleep(STEP_SECONDS)
     return None
 
 
