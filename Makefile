@@ -35,7 +35,7 @@ setup: venv $(DATA_DIR)/secret_key
 # Procfile (production, the image) never reloads.
 run: setup
 	@echo "Serving on http://127.0.0.1:8000 with a Huey worker (Ctrl-C stops both; edits reload them)."
-	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) HOST=127.0.0.1 PORT=8000 PATH=$(CURDIR)/$(BIN):$$PATH \
+	SECRET_KEY=$$(cat $(DATA_DIR)/secret_key) HTTPS=0 HOST=127.0.0.1 PORT=8000 PATH=$(CURDIR)/$(BIN):$$PATH \
 		$(BIN)/honcho start -f Procfile.dev
 
 # Debian's chromium for the browser tests (Playwright cannot download its own here).

@@ -2,11 +2,15 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils.html import format_html
 
 from app.models import (
     ApiToken,
+    AuditAction,
     AuditEvent,
     Deployment,
     Lease,
@@ -25,17 +29,23 @@ from app.models import (
     WorkerHeartbeat,
 )
 from app.pipelines.registry import ParamError
-from app.runs import paramsets
+from app.runs import audit, paramsets
 from app.web import tokens
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Runs are history: the admin shows them, the engine alone changes them."""
+    """Runs, versions, deployments and the audit trail are history: the admin shows them; the
+    engine and the pages' own actions (each audited) alone change them, and nothing here
+    deletes them (a deleted deployment would be a silent undeploy; a deleted step run would
+    leave its run counting steps that are gone)."""
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -104,9 +114,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "at"
     fields = ["at", "user", "username", "action", "pipeline_name", "target", "target_type", "target_id", "details_json"]
     readonly_fields = ["target", "details_json"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="target", ordering="target_label")
     def target(self, event):
@@ -261,6 +268,9 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # it would take its versions and its production history with it
+
     @admin.display(description="live version")
     def live_version(self, obj):
         return f"v{obj.live.version.version}" if obj.live else "—"
@@ -346,3 +356,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         done = sum(tokens.revoke(token, request.user) for token in queryset.select_related("user"))
         messages.success(request, f"Revoked {done} token(s).")
+
+
+# Every change made in the admin is also in the audit trail (Django's LogEntry is written for
+# each add, change and delete the admin makes, whatever the model: users and groups too).
+_ADMIN_ACTIONS = {ADDITION: AuditAction.ADMIN_ADD, CHANGE: AuditAction.ADMIN_CHANGE, DELETION: AuditAction.ADMIN_DELETE}
+
+
+@receiver(post_save, sender=LogEntry)
+def audit_admin_change(sender, instance: LogEntry, created, **kwargs):
+    if not created:
+        return
+    event = audit.record(
+        instance.user, _ADMIN_ACTIONS[instance.action_flag],
+        details={"change": instance.get_change_message()} if instance.change_message else {},
+    )
+    event.target_type = instance.content_type.name if instance.content_type_id else ""
+    event.target_id = str(instance.object_id or "")[:50]
+    event.target_label = instance.object_repr[:200]
+    if instance.action_flag != DELETION:
+        event.target_url = instance.get_admin_url() or ""
+    event.save(update_fields=["target_type", "target_id", "target_label", "target_url"])

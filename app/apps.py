@@ -13,5 +13,6 @@ class MlopsConfig(AppConfig):
         from app.pipelines import checks  # noqa: F401
         from app.pipelines.registry import registry
         from app.runs import tasks  # noqa: F401
+        from app.web import security  # noqa: F401
 
         registry.discover(settings.PIPELINES_PACKAGE)

@@ -4,6 +4,7 @@ Every value has a default that makes `make run` work on one machine (SQLite file
 DATA_DIR). A malformed value stops start-up with a message naming the variable.
 """
 
+import datetime
 import math
 import os
 import re
@@ -69,6 +70,9 @@ def env_list(name, default=()):
 
 
 DEBUG = env_bool("DEBUG", False)
+# What this process creates (the database, queue, artifacts, logs, the secret key) is for the
+# service's own user only: files 0600, directories 0700.
+os.umask(0o077)
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -104,6 +108,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
+    "csp",
     # Before djhuey, so app's run_huey (queues, a sign of life, draining on SIGTERM)
     # replaces djhuey's own.
     "app.apps.MlopsConfig",
@@ -113,14 +119,25 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    # Before the login check: an expired session is ended, and an htmx request that needs a
+    # login is sent to the login page as a whole page, not pasted into the one it polls.
+    "app.web.security.SessionPolicyMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -247,9 +264,53 @@ STORAGES = {
     },
 }
 
-SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# --- security ---------------------------------------------------------------------------
+# HTTPS: the site is reached over HTTPS (directly, or through a proxy that terminates TLS).
+# On unless DEBUG; `make run` serves plain HTTP on 127.0.0.1 and turns it off. It turns on
+# the redirect to HTTPS, HSTS and cookies sent over HTTPS only, so `check --deploy` is clean.
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+# Behind a proxy that terminates TLS: the header it sets to say the request was HTTPS (e.g.
+# X-Forwarded-Proto). Only with a proxy that sets it on every request (and drops the client's).
+if env_str("PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + env_str("PROXY_SSL_HEADER").upper().replace("-", "_"), "https")
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# A session ends after SESSION_IDLE_MINUTES without a request from its user (a page polling
+# on its own does not count), and at the latest SESSION_MAX_HOURS after the login.
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 120, minimum=1)
+SESSION_COOKIE_AGE = env_int("SESSION_MAX_HOURS", 12, minimum=1) * 3600
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failed logins in a row for one
+# username from one address, that login is refused for LOGIN_LOCKOUT_MINUTES (also on the
+# admin's login). `manage.py unlock_login USERNAME` lifts it at once; both are audited.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # consecutive failures: a successful login starts the count again
+AXES_LOCKOUT_CALLABLE = "app.web.security.lockout_response"
+AXES_VERBOSE = False
+
+# Content-Security-Policy (django-csp): scripts and styles from this site only, no inline
+# script; inline style attributes (a progress bar's width, a heat-map cell's shade) allowed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # The task queue. `immediate` is always explicit: otherwise djhuey follows DEBUG and would
 # run pipeline code inside the web process.

@@ -11,6 +11,9 @@ if "DATA_DIR" not in os.environ:
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="mlops-test-")
     atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+# The test client and the servers the tests start speak plain HTTP on loopback, as `make run`
+# does (tests/test_security.py checks the production defaults in a process of their own).
+os.environ.setdefault("HTTPS", "0")
 # The tests never reach a production database or queue: DATABASE_URL and HUEY_REDIS_URL
 # from the environment are ignored; TEST_DATABASE_URL and TEST_REDIS_URL (set by
 # `python -m tests.servers`, which starts throwaway PostgreSQL and Redis servers) replace them.

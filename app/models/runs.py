@@ -269,6 +269,11 @@ class AuditAction(models.TextChoices):
     PROMOTE = "promote", "auto-deployed a model"
     TOKEN_CREATE = "token_create", "created an API token"
     TOKEN_REVOKE = "token_revoke", "revoked an API token"
+    LOGIN_LOCKED = "login_locked", "was locked out after failed logins"
+    LOGIN_UNLOCK = "login_unlock", "unlocked a login"
+    ADMIN_ADD = "admin_add", "added in the admin"
+    ADMIN_CHANGE = "admin_change", "changed in the admin"
+    ADMIN_DELETE = "admin_delete", "deleted in the admin"
 
 
 class AuditEvent(models.Model):
