@@ -298,6 +298,11 @@ AXES_VERBOSE = False
 
 # Content-Security-Policy (django-csp): scripts and styles from this site only, no inline
 # script; inline style attributes (a progress bar's width, a heat-map cell's shade) allowed.
+# A load balancer's health check may come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Prometheus scrapes GET /metrics with this token (Authorization: Bearer …); unset: no metrics.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
@@ -385,11 +390,24 @@ STEP_OUTPUT_INLINE_BYTES = env_int("STEP_OUTPUT_INLINE_BYTES", 1024, minimum=0)
 if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("STEP_LOST_AFTER_SECONDS must be more than twice STEP_HEARTBEAT_SECONDS")
 
+# LOG_FORMAT=json: one JSON object per line, with the run and step a line is about.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not one of: plain, json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "filters": {"step": {"()": "app.runs.logcontext.StepFields"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["step"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # A handler of its own, or run_huey adds one at INFO and every step logs four lines.
     "loggers": {

@@ -1,11 +1,26 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from app.web.views import actions, api, audit, dashboard, home, models, paramsets, pipelines, results, runs, tokens
+from app.web.views import (
+    actions,
+    api,
+    audit,
+    dashboard,
+    home,
+    models,
+    ops,
+    paramsets,
+    pipelines,
+    results,
+    runs,
+    tokens,
+)
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("login/", home.login, name="login"),
+    path("healthz", ops.healthz, name="healthz"),
+    path("metrics", ops.metrics_view, name="metrics"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("results/", results.results, name="results"),
     path("results/models/<str:name>/", results.model_results, name="results_model"),

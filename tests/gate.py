@@ -12,6 +12,7 @@ class Gate:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.listener = None
+        self.connections = []
 
     def open(self):
         self.listener = socket.socket()
@@ -21,9 +22,22 @@ class Gate:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
+        """Stop listening, and cut the connections made through the gate (the database is
+        gone for their clients too). shutdown() first: a plain close() does not wake the
+        thread blocked in accept(), which keeps the socket listening."""
         if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             self.listener = None
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.connections.clear()
 
     def _accept(self):
         listener = self.listener
@@ -33,6 +47,7 @@ class Gate:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            self.connections += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 

@@ -29,7 +29,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, registry
-from app.runs import capture, statements, supervisor
+from app.runs import capture, logcontext, statements, supervisor
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
 
@@ -283,23 +283,28 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
         return Ready()
     heartbeat.add(step_run.pk)
     try:
-        step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
-        in_child = supervised and step["isolation"] == "process"
-        try:
-            if in_child:
-                return _execute_in_child(step_run, step)
-            attempt = _attempt(step_run)
-            ready = _record(step_run, attempt, in_worker=supervised)
-        except Exception as exc:
-            # Recording the outcome failed (database or disk trouble): record that instead,
-            # so the step does not wait for the watchdog with the real cause lost.
-            log.exception("step run %s: recording its outcome failed", step_run.pk)
-            return fail_attempt(step_run, "", "recording the outcome failed: " + _failure_line(exc))
-        if attempt.interrupted:
-            raise KeyboardInterrupt  # Ctrl-C during `run_pipeline --sync` stops the command, once recorded
-        return ready
+        with logcontext.step(step_run.run_id, step_run.pk, step_run.step_name):
+            return _run_and_record(step_run, supervised)
     finally:
         heartbeat.discard(step_run.pk)
+
+
+def _run_and_record(step_run: StepRun, supervised: bool) -> Ready:
+    step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
+    in_child = supervised and step["isolation"] == "process"
+    try:
+        if in_child:
+            return _execute_in_child(step_run, step)
+        attempt = _attempt(step_run)
+        ready = _record(step_run, attempt, in_worker=supervised)
+    except Exception as exc:
+        # Recording the outcome failed (database or disk trouble): record that instead,
+        # so the step does not wait for the watchdog with the real cause lost.
+        log.exception("step run %s: recording its outcome failed", step_run.pk)
+        return fail_attempt(step_run, "", "recording the outcome failed: " + _failure_line(exc))
+    if attempt.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C during `run_pipeline --sync` stops the command, once recorded
+    return ready
 
 
 def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
@@ -351,7 +356,9 @@ def run_attempt_in_child(claimed: tuple) -> Attempt:
     """The child process's side of a supervised attempt (the step run its worker claimed, as
     statements.portable values): run the step's code; the worker records what became of it."""
     close_old_connections()  # a child kept between attempts may hold a connection gone stale
-    return _attempt(statements.claimed(claimed))
+    step_run = statements.claimed(claimed)
+    with logcontext.step(step_run.run_id, step_run.pk, step_run.step_name):
+        return _attempt(step_run)
 
 
 @dataclasses.dataclass

@@ -9,10 +9,12 @@
 """
 
 import functools
+import hmac
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from app.web import tokens
@@ -64,6 +66,28 @@ def token_required(view):
         return view(request, *args, **kwargs)
 
     return _declare(csrf_exempt(login_not_required(wrapped)), "token")
+
+
+def metrics_token(view):
+    """Prometheus' scraper: `Authorization: Bearer <METRICS_TOKEN>`, not a session; 404 while
+    no METRICS_TOKEN is set (the metrics are off), 401 without it."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        expected = settings.METRICS_TOKEN
+        if not expected:
+            return HttpResponse("metrics are off: set METRICS_TOKEN to serve them\n", status=404, content_type="text/plain")
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            response = HttpResponse(
+                "missing or wrong token: send METRICS_TOKEN as 'Authorization: Bearer <token>'\n", status=401,
+                content_type="text/plain",
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="django-mlops metrics"'
+            return response
+        return view(request, *args, **kwargs)
+
+    return _declare(csrf_exempt(login_not_required(wrapped)), "metrics")
 
 
 def roles(request):
