@@ -578,6 +578,22 @@ def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:
     return Ready()
 
 
+def fail_unqueued(run_id: int, error: str):
+    """The run's first steps could not be put on the queue: fail what has not started (queued
+    steps with `error`, what waits for them as upstream failed), so it never starts later. A
+    step a worker already claimed runs on; the run fails when it is done."""
+    now = timezone.now()
+    with transaction.atomic():
+        failed = StepRun.objects.filter(run_id=run_id, status=Status.QUEUED).update(
+            status=Status.FAILED, finished_at=now, error=error[:500]
+        )
+        skipped = StepRun.objects.filter(run_id=run_id, status=Status.PENDING).update(
+            status=Status.UPSTREAM_FAILED, finished_at=now
+        )
+        if failed + skipped:
+            statements.finish_steps(run_id, failed + skipped, now)
+
+
 def run_inline(run: Run, ready_ids: list[int]) -> Run:
     """Execute a run in this process, step by step, through the same code as the worker;
     a retry with a delay waits for it here."""

@@ -186,10 +186,30 @@ def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source
 
 def start(created: tuple) -> Run:
     """Enqueue the ready steps of a new run (from the engine or app.runs.actions) once it is
-    committed."""
+    committed. One rule when the queue refuses them (its disk is full, Redis is down): the
+    run fails at once, saying why, and nothing of it runs later behind the operator's back
+    (the watchdog only re-queues steps still marked queued). `run.start_error` says why, for
+    the caller to tell the operator; empty when the run was queued."""
     run, ready = created
-    transaction.on_commit(lambda: enqueue(ready))
+    run.start_error = ""
+    transaction.on_commit(lambda: _queue_first_steps(run, ready))
     return run
+
+
+def _queue_first_steps(run: Run, ready):
+    try:
+        enqueue(ready)
+    except Exception as exc:  # noqa: BLE001 — whatever the queue's storage raises
+        run.start_error = _describe(exc)
+        log.error("run %s: its first steps could not be queued (%s); the run is failed", run.pk, run.start_error)
+        try:
+            engine.fail_unqueued(
+                run.pk, f"the task queue refused it ({run.start_error}); nothing of this run ran: "
+                "start it again once the queue works",
+            )
+        except Exception as record_exc:  # noqa: BLE001 — the database too: the watchdog queues it later
+            log.error("run %s: could not record that either (%s); the watchdog will queue it when it can",
+                      run.pk, _describe(record_exc))
 
 
 def stranded_steps() -> list[int]:

@@ -70,6 +70,9 @@ def retry(request, run_id):
     except actions.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(run)
+    if new.start_error:
+        messages.error(request, f"Run #{new.pk} could not be started: the task queue refused it ({new.start_error}).")
+        return redirect(new)
     messages.success(request, f"Run #{new.pk} retries run #{run.pk} from the point of failure.")
     return redirect(new)
 
@@ -86,5 +89,8 @@ def rerun(request, run_id):
     except actions.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(run)
+    if new.start_error:
+        messages.error(request, f"Run #{new.pk} could not be started: the task queue refused it ({new.start_error}).")
+        return redirect(new)
     messages.success(request, f"Run #{new.pk} re-runs run #{run.pk} with the same parameters.")
     return redirect(new)

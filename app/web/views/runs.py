@@ -55,7 +55,12 @@ def trigger(request, name):
         if revision is None and source_set is not None and request.POST.get("save_to_set"):
             revision = paramsets.save_revision(source_set, params, request.user, note="saved from the run form")
         run = paramsets.trigger(pipe.name, params, request.user, revision)
-    messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
+    if run.start_error:
+        messages.error(request, f"Run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
+                                f"({run.start_error}). It is marked failed and will not run later; start it again "
+                                "once the queue works.")
+    else:
+        messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
     return redirect(run)
 
 
