@@ -15,13 +15,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from app.models import Run, Status, StepAttempt, StepRun, WorkerHeartbeat
 from app.pipelines.registry import DEFAULT_QUEUE
-from app.runs import queues
+from app.runs import queues, watchdog
 from app.runs.worker import dead_after
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
-# What the watchdog writes on an attempt it took back from a dead worker (app.runs.watchdog).
-RESCUED_MARK = "stopped responding"
 
 
 def exposition() -> bytes:
@@ -55,7 +53,7 @@ def _steps():
     rescued = CounterMetricFamily(
         "mlops_steps_rescued", "Attempts the watchdog took back from a worker that stopped responding."
     )
-    rescued.add_metric([], StepAttempt.objects.filter(error__contains=RESCUED_MARK).count())
+    rescued.add_metric([], StepAttempt.objects.filter(error__contains=watchdog.RESCUED).count())
     yield rescued
 
 

@@ -20,6 +20,8 @@ from app.models import Status, StepRun, WorkerHeartbeat
 from app.runs import engine, statements
 
 log = logging.getLogger(__name__)
+# In the error of every attempt the watchdog takes back (app.ops.metrics counts them by it).
+RESCUED = "stopped responding"
 
 
 
@@ -48,7 +50,7 @@ def rescue_lost_steps() -> list[int]:
         # What the lost attempt printed, as far as it got (its log file survives the worker).
         log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
         ready = engine.hand_over(
-            step_run, log_text, f"worker {step_run.worker} stopped responding (it died, or lost the database)",
+            step_run, log_text, f"worker {step_run.worker} {RESCUED} (it died, or lost the database)",
             heartbeat_at=step_run.heartbeat_at,
         )
         log.warning("step run %s lost its worker %s; %s", step_run.pk, step_run.worker,
