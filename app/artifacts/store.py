@@ -22,6 +22,7 @@ import posixpath
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -199,14 +200,14 @@ def local_copy(name: str):
         return
     fd, tmp = tempfile.mkstemp(dir=scratch_dir("tmp"), prefix=".", suffix=f".{posixpath.basename(name)}")
     try:
-        with os.fdopen(fd, "wb") as local, _open(name) as remote:
+        with os.fdopen(fd, "wb") as local, open_artifact(name) as remote:
             shutil.copyfileobj(remote, local, 1024 * 1024)
         yield Path(tmp)
     finally:
         os.unlink(tmp)
 
 
-def _open(name: str):
+def open_artifact(name: str):
     """An artifact opened for reading; ArtifactError when it is missing."""
     try:
         if is_local():
@@ -269,7 +270,7 @@ def load_output(name: str, inline: bytes | None = None):
     if inline is not None:
         return pickle.loads(inline)
     try:
-        handle = _open(name)
+        handle = open_artifact(name)
     except MissingArtifact:
         raise MissingArtifact(f"the saved output {name!r} is missing from the artifact store") from None
     with handle:
@@ -283,7 +284,7 @@ def load_output(name: str, inline: bytes | None = None):
 
 def read_store_id() -> str | None:
     try:
-        with _open(STORE_ID) as handle:
+        with open_artifact(STORE_ID) as handle:
             return handle.read().decode("ascii", errors="replace").strip()
     except MissingArtifact:
         return None
@@ -299,3 +300,77 @@ def write_store_id(value: str):
 
 def new_store_id() -> str:
     return secrets.token_hex(16)
+
+
+# --- whole trees: what retention (app.ops.retention) and backups (app.ops.backup) walk -------
+
+
+def walk(prefix: str = "") -> Iterator[tuple[str, int]]:
+    """(name, size in bytes) of every artifact under `prefix` ('' for the whole store), in
+    no particular order. An object store is listed a thousand keys a request, sizes
+    included, not asked about each file."""
+    if prefix:
+        check_name(prefix)
+    if is_local():
+        base = _real(str(root()))
+        top = resolve(prefix) if prefix else Path(base)
+        for directory, _dirs, files in os.walk(top):
+            for file in files:
+                path = os.path.join(directory, file)
+                with contextlib.suppress(FileNotFoundError):  # removed while we walk
+                    yield os.path.relpath(path, base).replace(os.sep, "/"), os.path.getsize(path)
+        return
+    store = storage()
+    bucket = getattr(store, "bucket", None)
+    if bucket is not None:
+        location = store.location.strip("/")
+        start = len(location) + 1 if location else 0
+        key_prefix = "/".join(part for part in (location, prefix) if part)
+        for summary in bucket.objects.filter(Prefix=f"{key_prefix}/" if key_prefix else ""):
+            yield summary.key[start:], summary.size
+        return
+    yield from _listed(prefix)
+
+
+def _listed(prefix: str) -> Iterator[tuple[str, int]]:
+    """The generic Storage API's way: listdir, directory by directory, and a size each."""
+    store = storage()
+    directories, files = store.listdir(prefix)
+    for file in files:
+        name = posixpath.join(prefix, file) if prefix else file
+        yield name, store.size(name)
+    for directory in directories:
+        yield from _listed(posixpath.join(prefix, directory) if prefix else directory)
+
+
+def delete_tree(prefix: str) -> tuple[int, int]:
+    """Remove every artifact under `prefix` (a run's outputs or logs); returns how many
+    files and bytes that freed. Nothing happens when there is none."""
+    check_name(prefix)
+    found = list(walk(prefix))
+    if not found:
+        return 0, 0
+    if is_local():
+        shutil.rmtree(resolve(prefix), ignore_errors=True)
+    else:
+        store = storage()
+        bucket = getattr(store, "bucket", None)
+        if bucket is not None:
+            location = store.location.strip("/")
+            keys = [{"Key": "/".join(part for part in (location, name) if part)} for name, _size in found]
+            for start in range(0, len(keys), 1000):  # S3 deletes at most 1,000 keys a request
+                bucket.delete_objects(Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+        else:
+            for name, _size in found:
+                store.delete(name)
+    return len(found), sum(size for _name, size in found)
+
+
+def size_of(name: str) -> int | None:
+    """The size of one artifact in bytes, or None when it is missing."""
+    try:
+        if is_local():
+            return os.path.getsize(resolve(name))
+        return storage().size(check_name(name))
+    except (FileNotFoundError, OSError):
+        return None

@@ -274,6 +274,9 @@ class AuditAction(models.TextChoices):
     ADMIN_ADD = "admin_add", "added in the admin"
     ADMIN_CHANGE = "admin_change", "changed in the admin"
     ADMIN_DELETE = "admin_delete", "deleted in the admin"
+    PRUNE = "prune", "pruned old runs"
+    BACKUP = "backup", "backed up the site"
+    RESTORE = "restore", "restored a backup"
 
 
 class AuditEvent(models.Model):
@@ -332,6 +335,11 @@ class Lease(models.Model):
     period = models.BigIntegerField(default=0, help_text="The last period it was taken for")
     holder = models.CharField(max_length=200, blank=True)
     taken_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True, help_text="When the work last ended well")
+    # Why the work failed the last time it was done (the queue refused what it queued, the
+    # disk is full …), shown on Home until it works again; empty when it worked.
+    problem = models.CharField(max_length=500, blank=True)
+    problem_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name

@@ -21,3 +21,15 @@ def take(name: str, period: int, holder: str) -> bool:
         period=period, holder=holder, taken_at=timezone.now()
     )
     return taken == 1
+
+
+def done(name: str):
+    """The work `name` ended well: it has no problem to show any more."""
+    Lease.objects.filter(name=name).update(done_at=timezone.now(), problem="", problem_since=None)
+
+
+def failed(name: str, problem: str):
+    """The work `name` failed, saying why; shown on Home (since its first failure) until
+    it works again."""
+    Lease.objects.filter(name=name).update(problem=problem[:500])
+    Lease.objects.filter(name=name, problem_since__isnull=True).update(problem_since=timezone.now())

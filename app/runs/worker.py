@@ -2,10 +2,13 @@
 
 Every WORKER_BEAT_SECONDS the thread records the worker's sign of life (WorkerHeartbeat:
 host:pid, the queue it serves, its threads, the code of each pipeline it has loaded, and
-whether it is draining after SIGTERM), and tries for the watchdog's lease: whichever worker
-gets a period's lease (app.runs.leases) puts lost and stranded steps back on their queues
-and forgets workers silent for a day, so that work is done once per period however many
-workers there are. A lost step is found within STEP_LOST_AFTER_SECONDS plus a period.
+whether it is draining after SIGTERM), and tries for the lease of each periodic job: the
+worker that gets a period's lease (app.runs.leases) does that job, so it is done once per
+period however many workers there are. The watchdog's job, every beat, puts lost and
+stranded steps back on their queues and forgets workers silent for a day (a lost step is
+found within STEP_LOST_AFTER_SECONDS plus a period); higher layers add theirs (run_huey
+adds the daily prune). A job that fails records why on its lease, which Home shows until
+the job works again: work nobody watches does not fail in silence.
 """
 
 import datetime
@@ -14,6 +17,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -21,7 +26,7 @@ from django.utils import timezone
 
 from app.models import WorkerHeartbeat
 from app.pipelines.registry import registry
-from app.runs import leases, tasks, watchdog
+from app.runs import leases, supervisor, tasks, watchdog
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,35 @@ def dead_after() -> datetime.timedelta:
     return datetime.timedelta(seconds=3 * beat_seconds() + 5)
 
 
+@dataclass(frozen=True)
+class Job:
+    """Periodic work done by one worker per period of `seconds` (a callable: settings may
+    change in tests)."""
+
+    name: str
+    seconds: Callable[[], float]
+    work: Callable[[], None]
+
+
+def watchdog_work():
+    tasks.enqueue(watchdog.rescue_lost_steps())
+    tasks.enqueue(tasks.stranded_steps())
+    WorkerHeartbeat.objects.filter(last_seen__lt=timezone.now() - FORGET_AFTER).delete()
+
+
+WATCHDOG = Job("watchdog", lambda: settings.WORKER_BEAT_SECONDS, watchdog_work)
+
+
+def describe(exc: BaseException) -> str:
+    return supervisor.describe_exception(exc).splitlines()[0][:300]
+
+
 class WorkerBeat:
-    def __init__(self, queue: str, threads: int):
+    def __init__(self, queue: str, threads: int, jobs: tuple[Job, ...] = ()):
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.queue = queue
         self.threads = threads
+        self.jobs = (WATCHDOG, *jobs)
         self.started_at = timezone.now()
         self.stopping = False
         self.failures = 0
@@ -65,8 +94,7 @@ class WorkerBeat:
                 self.failures = 0
             except (DatabaseError, OSError) as exc:
                 self.failures += 1
-                log.warning("worker beat: the database or disk failed (%s); next try in %g s",
-                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, beat_seconds())
+                log.warning("worker beat: the database or disk failed (%s); next try in %g s", describe(exc), beat_seconds())
             except Exception:
                 log.exception("worker beat failed; next try in %g s", beat_seconds())
             finally:
@@ -82,9 +110,14 @@ class WorkerBeat:
         })
 
     def watch(self):
-        period = int(time.time() // settings.WORKER_BEAT_SECONDS)
-        if self.stopping or not leases.take("watchdog", period, self.name):
-            return
-        tasks.enqueue(watchdog.rescue_lost_steps())
-        tasks.enqueue(tasks.stranded_steps())
-        WorkerHeartbeat.objects.filter(last_seen__lt=timezone.now() - FORGET_AFTER).delete()
+        """Do each periodic job whose lease this worker gets for the current period."""
+        for job in self.jobs:
+            if self.stopping or not leases.take(job.name, int(time.time() // job.seconds()), self.name):
+                continue
+            try:
+                job.work()
+            except Exception as exc:
+                log.exception("periodic job %r failed", job.name)
+                leases.failed(job.name, describe(exc))  # the database down too: _loop logs it
+            else:
+                leases.done(job.name)

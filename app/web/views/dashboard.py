@@ -1,6 +1,7 @@
 """The operator home: is anything broken?"""
 
 import datetime
+import logging
 
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -9,7 +10,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from app.models import UNFINISHED, Run, Status, WorkerHeartbeat
+from app.models import UNFINISHED, Lease, Run, Status, WorkerHeartbeat
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import queues
 from app.runs.worker import dead_after
@@ -17,7 +18,19 @@ from app.web import charts
 from app.web.access import operator_required
 from app.web.views.pipelines import latest_runs
 
-# The heartbeat task runs every minute; a worker silent for longer than this is dead.
+log = logging.getLogger(__name__)
+
+# What each periodic job of the workers (app.runs.worker) is, for an operator.
+JOB_LABELS = {"watchdog": "Finding steps whose worker died or whose task was lost", "prune": "The daily prune"}
+
+
+def queue_depth(names) -> int | None:
+    """Tasks waiting on the queues `names`; None when the queue does not answer."""
+    try:
+        return sum(queues.huey_for(name).pending_count() for name in names)
+    except Exception as exc:  # noqa: BLE001 — whatever the queue's storage raises
+        log.warning("home: the task queue does not answer (%s)", exc)
+        return None
 
 
 def runs_per_day(now, days=30):
@@ -64,9 +77,11 @@ def dashboard(request):
         "failing": [run for run in latest if run.status == Status.FAILED],
         "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
         "in_progress_count": Run.objects.filter(status__in=UNFINISHED).count(),
-        "queue_depth": sum(
-            queues.huey_for(q).pending_count() for q in {DEFAULT_QUEUE, *(w["queue"] for w in workers)}
-        ),
+        "queue_depth": queue_depth({DEFAULT_QUEUE, *(w["queue"] for w in workers)}),
+        "failing_jobs": [
+            {"label": JOB_LABELS.get(lease.name, lease.name), "lease": lease}
+            for lease in Lease.objects.exclude(problem="").order_by("name")
+        ],
         "workers": workers,
         "any_worker_alive": any(w["alive"] for w in workers),
         "workers_alive": sum(1 for w in workers if w["alive"]),
