@@ -1,5 +1,6 @@
 """Shared fixtures: users of each role, a real Huey worker process, a real browser."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -155,15 +156,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def web_server(transactional_db, tmp_path):
-    """A real gunicorn (two worker processes) serving this test's database; its base URL."""
+@contextlib.contextmanager
+def gunicorn(log_path: Path, env: dict, workers: int = 2):
+    """A real gunicorn serving with `env`, logging to `log_path`; its base URL. Stopped
+    (SIGTERM, then SIGKILL) on the way out."""
     port = free_port()
-    env = process_env()
-    log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "app.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            [sys.executable, "-m", "gunicorn", "app.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
              "--no-control-socket"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -184,6 +184,13 @@ def web_server(transactional_db, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def web_server(transactional_db, tmp_path):
+    """A real gunicorn (two worker processes) serving this test's database; its base URL."""
+    with gunicorn(tmp_path / "gunicorn.log", process_env()) as url:
+        yield url
 
 
 @pytest.fixture

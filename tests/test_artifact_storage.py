@@ -2,6 +2,7 @@
 and step logs live in a bucket (moto's S3 server on loopback stands in for S3, the one
 boundary here we do not own); and a worker whose store is not the database's stops at start."""
 
+import datetime
 import os
 import subprocess
 import sys
@@ -11,11 +12,13 @@ import uuid
 import boto3
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 from moto.server import ThreadedMotoServer
 
 from app import artifacts
 from app.mlmodels import deployments, serving
 from app.models import ModelVersion, Run, Status, StoreMarker
+from app.ops import retention
 from app.runs import actions, engine, store_check
 from app.settings import artifact_storage
 from app.web import tokens
@@ -170,6 +173,28 @@ def test_a_small_output_is_kept_in_the_database_not_put_in_the_bucket(bucket, de
     ]
     assert bucket.keys(f"runs/{run.pk}/") == [f"runs/{run.pk}/wide.pkl"]  # one PUT, for the output over the limit
     assert local_files(settings) == bucket.local_before
+
+
+@pytest.mark.django_db
+def test_prune_deletes_an_old_runs_objects_and_scratch_and_keeps_the_deployed_versions(bucket, model_demo, operator, settings):
+    settings.STEP_OUTPUT_INLINE_BYTES = 0
+    old = engine.run_inline(*engine.start_run("t_model_demo", {"model": "s3kept"}))
+    deployments.deploy(ModelVersion.objects.get(run=old), operator, "live")
+    gone = engine.run_inline(*engine.start_run("t_model_demo", {"model": "s3gone"}))
+    artifacts.step_dir(gone.pk, "train")  # scratch space of the run on this machine
+    Run.objects.update(created_at=timezone.now() - datetime.timedelta(days=40), finished_at=timezone.now() - datetime.timedelta(days=40))
+    gone_version = ModelVersion.objects.get(run=gone)
+    assert bucket.keys(f"runs/{gone.pk}/") and gone_version.file_path in bucket.keys("models/")
+
+    report = retention.prune(datetime.timedelta(days=30), 0)
+
+    assert (report.runs, report.versions, report.kept_for_models) == (1, 1, 1)
+    assert bucket.keys(f"runs/{gone.pk}/") == bucket.keys(f"logs/{gone.pk}/") == []
+    assert gone_version.file_path not in bucket.keys("models/")
+    assert not (settings.ARTIFACTS_SCRATCH_DIR / "runs" / str(gone.pk)).exists()
+    kept = ModelVersion.objects.get(run=old)
+    assert kept.file_path in bucket.keys("models/") and bucket.keys(f"runs/{old.pk}/")
+    assert serving.predict("s3kept", {"instances": [[0.0, 1.0]]})["predictions"] == [1]
 
 
 def test_a_steps_own_directory_is_scratch_space_on_this_machine(bucket, settings):

@@ -11,7 +11,7 @@ from app.models import AuditAction
 from app.pipelines import dag_svg
 from app.runs import actions, audit, tasks
 from app.web.access import operator_required
-from app.web.views.runs import get_run_or_404
+from app.web.views.runs import get_run_or_404, saves_a_run
 
 
 @require_POST
@@ -56,6 +56,7 @@ def retry_preview(request, run_id):
 
 @require_POST
 @operator_required
+@saves_a_run(back="run_detail")
 def retry(request, run_id):
     run = get_run_or_404(run_id)
     try:
@@ -79,6 +80,7 @@ def retry(request, run_id):
 
 @require_POST
 @operator_required
+@saves_a_run(back="run_detail")
 def rerun(request, run_id):
     run = get_run_or_404(run_id)
     try:

@@ -1,6 +1,9 @@
+import functools
+import logging
+
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,6 +23,8 @@ from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_
 
 RUNS_PER_PAGE = 25
 STOP_POLLING = 286  # htmx cancels a polling trigger on this status
+
+log = logging.getLogger(__name__)
 
 
 def get_run_or_404(run_id):
@@ -41,8 +46,38 @@ def _respond(request, template, context, polling):
     return response
 
 
+def saves_a_run(back: str):
+    """For a view that creates a run (trigger, retry, re-run): when the database or the disk
+    refuses to save it (the disk is full, the database is gone), the operator gets a page
+    saying so, status 503, instead of a server error. The run's transaction rolled back, so
+    nothing of it exists and nothing starts later. `back` is the URL name of the page to go
+    back to, reversed with the view's own arguments.
+
+    The page is rendered here, not a redirect with a message: with a redirect, Django's
+    session middleware may save the session (its last activity, at most once a minute), a
+    write to the database that just failed, and answers 400 ("the session was deleted");
+    it saves nothing on a 5xx answer."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, **kwargs):
+            try:
+                return view(request, **kwargs)
+            except (DatabaseError, OSError) as exc:
+                refused_by = "the database" if isinstance(exc, DatabaseError) else "the disk"
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.error("%s: the run could not be saved: %s refused it (%s)", request.path, refused_by, why)
+                context = {"refused_by": refused_by, "why": why, "back": reverse(back, kwargs=kwargs)}
+                return render(request, "runs/not_saved.html", context, status=503)
+
+        return wrapper
+
+    return decorate
+
+
 @require_POST
 @operator_required
+@saves_a_run(back="pipeline_detail")
 def trigger(request, name):
     pipe = get_pipeline_or_404(name)
     form = ParamsForm(pipe, request.POST)
