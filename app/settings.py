@@ -363,6 +363,9 @@ if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", HUEY_QUEUE):
     raise ImproperlyConfigured(f"HUEY_QUEUE={HUEY_QUEUE!r}: a queue is 1–50 lowercase letters, digits, _ or -")
 # How often each worker records its sign of life and tries for the watchdog's lease.
 WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 5.0, minimum=0.1)
+# How often a worker looks for schedules' due slots (app.ops.scheduler): a slot starts at
+# most this long (plus a beat) after its time.
+SCHEDULER_SECONDS = env_float("SCHEDULER_SECONDS", 15.0, minimum=0.1)
 
 # A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not
 # marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.

@@ -13,6 +13,7 @@ from app.web.views import (
     pipelines,
     results,
     runs,
+    schedules,
     tokens,
 )
 
@@ -29,6 +30,14 @@ urlpatterns = [
     path("pipelines/", pipelines.pipeline_list, name="pipeline_list"),
     path("pipelines/<str:name>/", pipelines.pipeline_detail, name="pipeline_detail"),
     path("pipelines/<str:name>/run/", runs.trigger, name="trigger"),
+    path("pipelines/<str:name>/pause/", schedules.pipeline_pause, name="pipeline_pause"),
+    path("pipelines/<str:name>/schedules/new/", schedules.schedule_create, name="schedule_create"),
+    path("schedules/", schedules.schedule_list, name="schedule_list"),
+    path("schedules/preview/", schedules.schedule_preview, name="schedule_preview"),
+    path("schedules/<int:schedule_id>/", schedules.schedule_detail, name="schedule_detail"),
+    path("schedules/<int:schedule_id>/edit/", schedules.schedule_edit, name="schedule_edit"),
+    path("schedules/<int:schedule_id>/toggle/", schedules.schedule_toggle, name="schedule_toggle"),
+    path("schedules/<int:schedule_id>/delete/", schedules.schedule_delete, name="schedule_delete"),
     path("pipelines/<str:name>/steps/<str:step>/", pipelines.pipeline_step, name="pipeline_step"),
     path("pipelines/<str:name>/parameter-sets/", paramsets.set_list, name="paramset_list"),
     path("pipelines/<str:name>/parameter-sets/new/", paramsets.set_create, name="paramset_create"),

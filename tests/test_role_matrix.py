@@ -6,7 +6,18 @@ import pytest
 from django.urls import URLPattern, get_resolver
 
 from app.mlmodels import deployments
-from app.models import ApiToken, AuditEvent, Deployment, ParameterSet, ParameterSetRevision, Promotion, Run, StepRun
+from app.models import (
+    ApiToken,
+    AuditEvent,
+    Deployment,
+    ParameterSet,
+    ParameterSetRevision,
+    PipelineState,
+    Promotion,
+    Run,
+    Schedule,
+    StepRun,
+)
 from app.runs import engine, paramsets
 from app.web import tokens
 from app.web.access import POLICY_ATTR
@@ -30,6 +41,7 @@ def fill(route, world):
         route.replace("<str:name>", name).replace("<str:step>", "load")
         .replace("<int:run_id>", str(world["run"].pk)).replace("<int:set_id>", str(world["set"].pk))
         .replace("<int:number>", "1").replace("<int:token_id>", str(world["token"].pk))
+        .replace("<int:schedule_id>", str(world["schedule"].pk))
     )
 
 
@@ -41,6 +53,7 @@ def state():
         list(ParameterSet.objects.values_list("is_default", "archived_at")),
         Deployment.objects.count(), Promotion.objects.count(),
         list(ApiToken.objects.values_list("pk", "revoked_at")),
+        list(Schedule.objects.values_list("pk", "enabled", "cron")), list(PipelineState.objects.values_list("paused")),
     )
 
 
@@ -60,6 +73,7 @@ def world(model_demo):
         "run": run,
         "set": pset,
         "token": tokens.create(operator, "matrix")[0],
+        "schedule": Schedule.objects.create(pipeline_name="fanout_demo", name="matrix", cron="0 * * * *"),
     }
 
 

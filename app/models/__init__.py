@@ -1,6 +1,7 @@
 """The app's models, by topic: runs.py (pipelines' history: snapshots, runs, step runs,
-metrics, parameter sets, the audit trail) and mlmodels.py (model versions, deployments,
-retrain verdicts, result tables, API tokens). Beneath every other package: nothing here
+metrics, parameter sets, the audit trail), mlmodels.py (model versions, deployments,
+retrain verdicts, result tables, API tokens) and ops.py (schedules and their slots, paused
+pipelines). Beneath every other package: nothing here
 imports the rest of the app."""
 
 from app.models.mlmodels import (  # noqa: F401
@@ -15,6 +16,7 @@ from app.models.mlmodels import (  # noqa: F401
     ResultTable,
     Verdict,
 )
+from app.models.ops import Overlap, PipelineState, Schedule, ScheduledSlot, SlotOutcome  # noqa: F401
 from app.models.runs import (  # noqa: F401
     FINISHED,
     UNFINISHED,

@@ -277,6 +277,13 @@ class AuditAction(models.TextChoices):
     PRUNE = "prune", "pruned old runs"
     BACKUP = "backup", "backed up the site"
     RESTORE = "restore", "restored a backup"
+    SCHEDULE_CREATE = "schedule_create", "created a schedule"
+    SCHEDULE_EDIT = "schedule_edit", "edited a schedule"
+    SCHEDULE_DELETE = "schedule_delete", "deleted a schedule"
+    SCHEDULE_ON = "schedule_on", "turned a schedule on"
+    SCHEDULE_OFF = "schedule_off", "turned a schedule off"
+    PIPELINE_PAUSE = "pipeline_pause", "paused a pipeline"
+    PIPELINE_RESUME = "pipeline_resume", "resumed a pipeline"
 
 
 class AuditEvent(models.Model):

@@ -1,11 +1,14 @@
 """Forms. The parameter form is generated from a pipeline's typed parameter declaration."""
 
 import datetime
+import zoneinfo
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
-from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, PromotionRule, Status
+from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, PromotionRule, Schedule, Status
+from app.ops import scheduler
 from app.pipelines.registry import ParamError, registry
 from app.runs import paramsets
 
@@ -221,4 +224,68 @@ class RetrainForm(forms.Form):
         data = super().clean()
         if data.get("rule") in (PromotionRule.AT_LEAST, PromotionRule.AT_MOST) and not data.get("metric"):
             self.add_error("metric", "Pick the metric the rule compares.")
+        return data
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    zones = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
+    return [(zone, zone.replace("_", " ")) for zone in zones]
+
+
+class ScheduleForm(forms.ModelForm):
+    """A pipeline's schedule: the cron expression and time zone checked by the scheduler's
+    own rules (app.ops.scheduler), the parameter set and slot parameter against the pipeline."""
+
+    class Meta:
+        model = Schedule
+        fields = ["name", "cron", "timezone", "parameter_set", "slot_param", "overlap", "enabled"]
+        labels = {
+            "cron": "Cron expression", "timezone": "Time zone", "parameter_set": "Parameters",
+            "slot_param": "Slot parameter", "overlap": "If the previous scheduled run is still going",
+            "enabled": "On",
+        }
+        widgets = {"cron": forms.TextInput(attrs={"placeholder": "30 2 * * *", "autocomplete": "off", "spellcheck": "false"})}
+
+    def __init__(self, pipe, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipe = pipe
+        self.fields["timezone"] = forms.ChoiceField(
+            choices=time_zone_choices(), initial=settings.TIME_ZONE, label="Time zone",
+            help_text="The cron expression's times are wall-clock times here; daylight-saving changes are handled",
+        )
+        sets = ParameterSet.objects.filter(pipeline_name=pipe.name, archived_at__isnull=True)
+        self.fields["parameter_set"].queryset = sets
+        self.fields["parameter_set"].empty_label = "the code's defaults"
+        self.fields["parameter_set"].error_messages["invalid_choice"] = "Pick one of the pipeline's parameter sets."
+        receivers = [spec for spec in pipe.param_specs if spec.choices is None and spec.type in (datetime.date, str)]
+        self.fields["slot_param"] = forms.ChoiceField(
+            choices=[("", "none")] + [(s.name, f"{s.name} ({s.type_name})") for s in receivers], required=False,
+            label="Slot parameter",
+            help_text="Receives the slot: a date parameter its date, a text parameter its time (ISO 8601)",
+            error_messages={"invalid_choice": f"{pipe.name} has no date or text parameter named “%(value)s”."},
+        )
+        self.fields["cron"].help_text = "minute hour day-of-month month day-of-week, e.g. 30 2 * * 1-5; or @daily, @hourly …"
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A name is required.")
+        taken = Schedule.objects.filter(pipeline_name=self.pipe.name, name=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"{self.pipe.name} already has a schedule named “{name}”.")
+        return name
+
+    def clean_cron(self):
+        try:
+            return scheduler.check_cron(self.cleaned_data["cron"])
+        except scheduler.CronError as exc:
+            raise forms.ValidationError(str(exc)[:1].upper() + str(exc)[1:] + ".") from None
+
+    def clean(self):
+        data = super().clean()
+        chosen = data.get("parameter_set")
+        if chosen is not None:
+            found = paramsets.problems(chosen)
+            if found:
+                self.add_error("parameter_set", f"“{chosen.name}” does not fit the current code ({paramsets.describe(found)}); edit it first.")
         return data

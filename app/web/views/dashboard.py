@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from app.models import UNFINISHED, Lease, Run, Status, WorkerHeartbeat
+from app.models import UNFINISHED, Lease, PipelineState, Run, Status, WorkerHeartbeat
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import queues
 from app.runs.worker import dead_after
@@ -21,7 +21,11 @@ from app.web.views.pipelines import latest_runs
 log = logging.getLogger(__name__)
 
 # What each periodic job of the workers (app.runs.worker) is, for an operator.
-JOB_LABELS = {"watchdog": "Finding steps whose worker died or whose task was lost", "prune": "The daily prune"}
+JOB_LABELS = {
+    "watchdog": "Finding steps whose worker died or whose task was lost",
+    "scheduler": "Starting the schedules' runs",
+    "prune": "The daily prune",
+}
 
 
 def queue_depth(names) -> int | None:
@@ -78,6 +82,7 @@ def dashboard(request):
         "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
         "in_progress_count": Run.objects.filter(status__in=UNFINISHED).count(),
         "queue_depth": queue_depth({DEFAULT_QUEUE, *(w["queue"] for w in workers)}),
+        "paused": PipelineState.objects.filter(paused=True).select_related("changed_by").order_by("pipeline_name"),
         "failing_jobs": [
             {"label": JOB_LABELS.get(lease.name, lease.name), "lease": lease}
             for lease in Lease.objects.exclude(problem="").order_by("name")

@@ -11,6 +11,7 @@ from app.runs import paramsets
 from app.web.access import operator_required
 from app.web.forms import CopySetForm, ParameterSetForm, ParamsForm
 from app.web.views.pipelines import get_pipeline_or_404
+from app.web.views.runs import warn_if_paused
 
 
 def get_set_or_404(set_id):
@@ -136,4 +137,5 @@ def set_run(request, parameter_set):
     """Start a run with the set's latest revision, unless it no longer fits the code."""
     run = paramsets.run(parameter_set, request.user)
     revision = run.parameter_revision
+    warn_if_paused(request, run.pipeline_name)
     return f"Run #{run.pk} of {run.pipeline_name} started with “{parameter_set.name}” r{revision.number}.", run

@@ -4,7 +4,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from app.models import ParameterSet, Run
+from app.models import ParameterSet, PipelineState, Run, Schedule
+from app.ops import scheduler
 from app.pipelines import dag_svg
 from app.pipelines.registry import registry
 from app.runs import engine, paramsets, tasks
@@ -37,7 +38,8 @@ def pipeline_list(request):
     pipes = list(registry.pipelines().values())
     # Stakeholders see no run states (a failed run is not theirs to see).
     latest = {run.pipeline_name: run for run in latest_runs([p.name for p in pipes])} if is_operator(request.user) else {}
-    rows = [{"pipeline": p, "latest": latest.get(p.name), "steps": len(p.steps)} for p in pipes]
+    paused = set(PipelineState.objects.filter(paused=True).values_list("pipeline_name", flat=True))
+    rows = [{"pipeline": p, "latest": latest.get(p.name), "steps": len(p.steps), "paused": p.name in paused} for p in pipes]
     return render(
         request,
         "pipelines/list.html",
@@ -106,6 +108,11 @@ def detail_context(pipe, form, source_set=None):
         "steps": pipe.snapshot()["steps"],
         "dag": conceptual_dag(pipe),
         "recent": Run.objects.filter(pipeline_name=pipe.name).select_related("triggered_by")[:10],
+        "schedules": [
+            {"schedule": s, "words": scheduler.describe(s.cron), "next": scheduler.next_slots(s, 1) if s.enabled else []}
+            for s in Schedule.objects.filter(pipeline_name=pipe.name).select_related("parameter_set")
+        ],
+        "pause": PipelineState.objects.filter(pipeline_name=pipe.name, paused=True).select_related("changed_by").first(),
     }
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from app import artifacts
 from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun, WorkerHeartbeat
+from app.ops import scheduler
 from app.pipelines import dag_svg
 from app.runs import paramsets, tasks, worker
 from app.tracking import results
@@ -96,7 +97,15 @@ def trigger(request, name):
                                 "once the queue works.")
     else:
         messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
+        warn_if_paused(request, pipe.name)
     return redirect(run)
+
+
+def warn_if_paused(request, pipeline_name):
+    """A run started by hand on a paused pipeline runs; the operator is reminded of the pause."""
+    if scheduler.is_paused(pipeline_name):
+        messages.warning(request, f"{pipeline_name} is paused: this run was started by hand and runs; "
+                                  "its schedules start nothing until it is resumed.")
 
 
 @require_GET

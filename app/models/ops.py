@@ -1,0 +1,93 @@
+"""Running unattended: schedules, the slots they started, paused pipelines."""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Overlap(models.TextChoices):
+    SKIP = "skip", "skip the slot"
+    QUEUE = "queue", "start it when the previous run finishes"
+    ALLOW = "allow", "start it anyway"
+
+
+class Schedule(models.Model):
+    """When a pipeline runs on its own: a cron expression in a time zone, with a parameter
+    set (or the defaults), an optional parameter that receives the slot, and what to do
+    when the previous scheduled run is still going (app.ops.scheduler)."""
+
+    pipeline_name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, help_text="What the schedule is for, e.g. nightly retrain")
+    cron = models.CharField(max_length=100, help_text="Minute hour day-of-month month day-of-week, e.g. 30 2 * * *")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="The time zone the cron expression is read in")
+    parameter_set = models.ForeignKey(
+        "ParameterSet", null=True, blank=True, on_delete=models.PROTECT, related_name="schedules",
+        help_text="Run with this set's latest revision; empty: the pipeline's defaults",
+    )
+    slot_param = models.CharField(
+        max_length=100, blank=True,
+        help_text="A parameter that receives the slot (a date parameter its date, a text parameter its time)",
+    )
+    overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.SKIP)
+    enabled = models.BooleanField(default=True)
+    # The latest slot handled (started, skipped or waiting); slots after it are due.
+    last_slot = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pipeline_name", "name"]
+        constraints = [models.UniqueConstraint(fields=["pipeline_name", "name"], name="schedule_unique_name")]
+
+    def __str__(self):
+        return f"{self.pipeline_name} / {self.name}"
+
+    def get_absolute_url(self):
+        return reverse("schedule_detail", args=[self.pk])
+
+
+class SlotOutcome(models.TextChoices):
+    STARTED = "started", "started"
+    SKIPPED = "skipped", "skipped: the previous run was still going"
+    WAITING = "waiting", "waiting for the previous run"
+    PAUSED = "paused", "not started: the pipeline was paused"
+    FAILED = "failed", "could not start"
+
+
+class ScheduledSlot(models.Model):
+    """One slot of a schedule that came due, and what became of it. Unique per schedule and
+    slot: however many workers tick at once, a slot starts at most one run."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="slots")
+    slot = models.DateTimeField()
+    outcome = models.CharField(max_length=20, choices=SlotOutcome.choices)
+    run = models.OneToOneField("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="scheduled_slot")
+    # A catch-up stands for the slots missed while nothing ticked (the site was down).
+    missed = models.PositiveIntegerField(default=0, help_text="Earlier slots this one stands for (a catch-up)")
+    message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-slot"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "slot"], name="slot_once_per_schedule")]
+
+    def __str__(self):
+        return f"{self.schedule} at {self.slot:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def is_catch_up(self):
+        return self.missed > 0
+
+
+class PipelineState(models.Model):
+    """An operator's switch on a pipeline: paused, its schedules start nothing."""
+
+    pipeline_name = models.CharField(max_length=100, unique=True)
+    paused = models.BooleanField(default=False)
+    reason = models.CharField(max_length=200, blank=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.pipeline_name}: {'paused' if self.paused else 'active'}"
