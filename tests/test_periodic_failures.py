@@ -27,7 +27,8 @@ def queue_gone(tmp_path, monkeypatch):
     else:
         gone = RedisStorage(name=HUEY.name, url="redis://127.0.0.1:1/0")
     monkeypatch.setattr(HUEY, "storage", gone)
-    return lambda: monkeypatch.setattr(HUEY, "storage", real)
+    yield lambda: monkeypatch.setattr(HUEY, "storage", real)
+    real.flush_queue()  # what the test queued is not left for the next one
 
 
 def test_a_watchdog_that_cannot_reach_the_queue_is_reported_on_home_until_it_works(operator_client, queue_gone):

@@ -17,6 +17,8 @@ def queue(tmp_path, monkeypatch):
     """The task queue's storage, made unreachable for real (`gone`): a SQLite file in a
     directory that does not exist, or a Redis port nothing listens on; `back` restores it."""
 
+    HUEY.flush()  # tasks left by earlier tests
+
     class Queue:
         real = HUEY.storage
         sqlite = isinstance(HUEY.storage, SqliteStorage)
