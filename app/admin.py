@@ -19,10 +19,13 @@ from app.models import (
     ParameterSet,
     ParameterSetRevision,
     PipelineSnapshot,
+    PipelineState,
     Promotion,
     RegisteredModel,
     ResultTable,
     Run,
+    Schedule,
+    ScheduledSlot,
     StepAttempt,
     StepRun,
     StoreMarker,
@@ -215,7 +218,28 @@ class WorkerHeartbeatAdmin(ReadOnlyAdmin):
 class LeaseAdmin(ReadOnlyAdmin):
     """Which worker last did each piece of periodic work (app.runs.leases)."""
 
-    list_display = ["name", "holder", "taken_at", "period"]
+    list_display = ["name", "holder", "taken_at", "done_at", "problem"]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Shown here; created, edited, turned on and off on the schedule pages (each audited)."""
+
+    list_display = ["__str__", "cron", "timezone", "enabled", "overlap", "last_slot"]
+    list_filter = ["pipeline_name", "enabled"]
+
+
+@admin.register(ScheduledSlot)
+class ScheduledSlotAdmin(ReadOnlyAdmin):
+    list_display = ["schedule", "slot", "outcome", "run", "missed"]
+    list_filter = ["outcome"]
+
+
+@admin.register(PipelineState)
+class PipelineStateAdmin(ReadOnlyAdmin):
+    """Paused pipelines: paused and resumed on the pipeline page (audited)."""
+
+    list_display = ["pipeline_name", "paused", "reason", "changed_by", "changed_at"]
 
 
 @admin.register(StoreMarker)
