@@ -12,6 +12,8 @@ from app.models import (
     ApiToken,
     AuditAction,
     AuditEvent,
+    Backfill,
+    BackfillSlot,
     Deployment,
     Lease,
     Metric,
@@ -233,6 +235,19 @@ class ScheduleAdmin(ReadOnlyAdmin):
 class ScheduledSlotAdmin(ReadOnlyAdmin):
     list_display = ["schedule", "slot", "outcome", "run", "missed"]
     list_filter = ["outcome"]
+
+
+@admin.register(Backfill)
+class BackfillAdmin(ReadOnlyAdmin):
+    """Started, cancelled and retried on the schedule and backfill pages (audited)."""
+
+    list_display = ["__str__", "start", "end", "max_parallel", "state", "created_by"]
+    list_filter = ["state"]
+
+
+@admin.register(BackfillSlot)
+class BackfillSlotAdmin(ReadOnlyAdmin):
+    list_display = ["backfill", "slot", "run", "cancelled", "message"]
 
 
 @admin.register(PipelineState)

@@ -4,11 +4,13 @@ the view does not take gets 405 whoever asks."""
 
 import pytest
 from django.urls import URLPattern, get_resolver
+from django.utils import timezone
 
 from app.mlmodels import deployments
 from app.models import (
     ApiToken,
     AuditEvent,
+    Backfill,
     Deployment,
     ParameterSet,
     ParameterSetRevision,
@@ -41,7 +43,7 @@ def fill(route, world):
         route.replace("<str:name>", name).replace("<str:step>", "load")
         .replace("<int:run_id>", str(world["run"].pk)).replace("<int:set_id>", str(world["set"].pk))
         .replace("<int:number>", "1").replace("<int:token_id>", str(world["token"].pk))
-        .replace("<int:schedule_id>", str(world["schedule"].pk))
+        .replace("<int:schedule_id>", str(world["schedule"].pk)).replace("<int:backfill_id>", str(world["backfill"].pk))
     )
 
 
@@ -54,6 +56,7 @@ def state():
         Deployment.objects.count(), Promotion.objects.count(),
         list(ApiToken.objects.values_list("pk", "revoked_at")),
         list(Schedule.objects.values_list("pk", "enabled", "cron")), list(PipelineState.objects.values_list("paused")),
+        list(Backfill.objects.values_list("pk", "state")),
     )
 
 
@@ -65,6 +68,7 @@ def world(model_demo):
     first, second = train_version(), train_version()
     deployments.deploy(first, operator, "one")
     deployments.deploy(second, operator, "two")
+    schedule = Schedule.objects.create(pipeline_name="fanout_demo", name="matrix", cron="0 * * * *")
     return {
         "anonymous": None,
         "stakeholder": make_user("stella", "stakeholders"),
@@ -73,7 +77,8 @@ def world(model_demo):
         "run": run,
         "set": pset,
         "token": tokens.create(operator, "matrix")[0],
-        "schedule": Schedule.objects.create(pipeline_name="fanout_demo", name="matrix", cron="0 * * * *"),
+        "schedule": schedule,
+        "backfill": Backfill.objects.create(schedule=schedule, start=timezone.now(), end=timezone.now()),
     }
 
 

@@ -91,3 +91,53 @@ class PipelineState(models.Model):
 
     def __str__(self):
         return f"{self.pipeline_name}: {'paused' if self.paused else 'active'}"
+
+
+class Backfill(models.Model):
+    """Every slot of a schedule in a past range, run at most `max_parallel` at a time, each
+    with its own slot passed as the schedule's slot parameter (app.ops.backfills)."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        CANCELLED = "cancelled", "cancelled"
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="backfills")
+    start = models.DateTimeField(help_text="The first slot at or after this")
+    end = models.DateTimeField(help_text="The last slot at or before this")
+    max_parallel = models.PositiveIntegerField(default=2)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"backfill #{self.pk} of {self.schedule}"
+
+    def get_absolute_url(self):
+        return reverse("backfill_detail", args=[self.pk])
+
+    @property
+    def pipeline_name(self):
+        return self.schedule.pipeline_name
+
+
+class BackfillSlot(models.Model):
+    """One slot of a backfill: waiting for its turn, or the run it started (the latest, after
+    a retry of a failed one)."""
+
+    backfill = models.ForeignKey(Backfill, on_delete=models.CASCADE, related_name="slots")
+    slot = models.DateTimeField()
+    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cancelled = models.BooleanField(default=False)
+    message = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["backfill_id", "slot"]
+        constraints = [models.UniqueConstraint(fields=["backfill", "slot"], name="backfill_slot_once")]
+
+    def __str__(self):
+        return f"{self.backfill} at {self.slot:%Y-%m-%d %H:%M} UTC"

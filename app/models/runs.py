@@ -282,6 +282,9 @@ class AuditAction(models.TextChoices):
     SCHEDULE_DELETE = "schedule_delete", "deleted a schedule"
     SCHEDULE_ON = "schedule_on", "turned a schedule on"
     SCHEDULE_OFF = "schedule_off", "turned a schedule off"
+    BACKFILL_START = "backfill_start", "started a backfill"
+    BACKFILL_CANCEL = "backfill_cancel", "cancelled a backfill"
+    BACKFILL_RETRY = "backfill_retry", "retried a backfill's failed slots"
     PIPELINE_PAUSE = "pipeline_pause", "paused a pipeline"
     PIPELINE_RESUME = "pipeline_resume", "resumed a pipeline"
 

@@ -184,12 +184,18 @@ def _slot(schedule, slot, missed, outcome, message="") -> ScheduledSlot | None:
         return None  # this slot was handled already (a second scheduler): never twice
 
 
-def _start(schedule: Schedule, row: ScheduledSlot):
-    """Start the run of a slot row; a slot whose run cannot start says why instead."""
+def run_params(schedule: Schedule, slot: datetime.datetime) -> tuple[dict, object]:
+    """The parameters a run of `slot` gets, and the parameter set revision they come from."""
     revision = schedule.parameter_set.latest if schedule.parameter_set_id else None
     params = dict(revision.values) if revision else {}
     if schedule.slot_param:
-        params[schedule.slot_param] = slot_value(schedule, row.slot)
+        params[schedule.slot_param] = slot_value(schedule, slot)
+    return params, revision
+
+
+def _start(schedule: Schedule, row: ScheduledSlot):
+    """Start the run of a slot row; a slot whose run cannot start says why instead."""
+    params, revision = run_params(schedule, row.slot)
     try:
         with transaction.atomic():
             run = tasks.start(engine.start_run(

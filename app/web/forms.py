@@ -289,3 +289,29 @@ class ScheduleForm(forms.ModelForm):
             if found:
                 self.add_error("parameter_set", f"“{chosen.name}” does not fit the current code ({paramsets.describe(found)}); edit it first.")
         return data
+
+
+class BackfillForm(forms.Form):
+    """The past days whose slots a backfill runs, in the schedule's time zone."""
+
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}),
+                            error_messages={"invalid": "Enter the first day as YYYY-MM-DD."})
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}),
+                          help_text="Both days included; today's slots up to now",
+                          error_messages={"invalid": "Enter the last day as YYYY-MM-DD."})
+    max_parallel = forms.IntegerField(label="At most this many at a time", min_value=1, max_value=20, initial=2)
+
+    def __init__(self, schedule, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule = schedule
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end"):
+            zone = zoneinfo.ZoneInfo(self.schedule.timezone)
+            first = datetime.datetime.combine(data["start"], datetime.time.min, tzinfo=zone)
+            last = datetime.datetime.combine(data["end"], datetime.time.max, tzinfo=zone)
+            if first > timezone.now():
+                raise forms.ValidationError("A backfill runs past slots: end the range before now (the schedule runs what comes next).")
+            data["range"] = (first, min(last, timezone.now()))
+        return data

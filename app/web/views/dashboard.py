@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 JOB_LABELS = {
     "watchdog": "Finding steps whose worker died or whose task was lost",
     "scheduler": "Starting the schedules' runs",
+    "backfills": "Starting the backfills' runs",
     "prune": "The daily prune",
 }
 

@@ -6,12 +6,13 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.models import Schedule
-from app.ops import scheduler, schedules
+from app.models import Backfill, Schedule
+from app.ops import backfills, scheduler, schedules
 from app.web.access import operator_required
-from app.web.forms import ReasonForm, ScheduleForm
+from app.web.forms import BackfillForm, ReasonForm, ScheduleForm
 from app.web.views.pipelines import get_pipeline_or_404
 
 SLOTS_PER_PAGE = 25
@@ -54,19 +55,24 @@ def _form_page(request, pipe, form, **context):
     return render(request, "schedules/form.html", context, status=422 if request.method == "POST" else 200)
 
 
-@require_GET
-@operator_required
-def schedule_detail(request, schedule_id):
-    schedule = get_schedule_or_404(schedule_id)
+def detail_context(request, schedule) -> dict:
     page = Paginator(schedule.slots.select_related("run"), SLOTS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
+    return {
         "schedule": schedule,
         "words": scheduler.describe(schedule.cron),
         "upcoming": scheduler.next_slots(schedule) if schedule.enabled else [],
         "page": page,
         "paused": scheduler.is_paused(schedule.pipeline_name),
+        "backfills": [(b, backfills.progress(b)) for b in schedule.backfills.all()[:10]],
+        "backfill_form": BackfillForm(schedule),
     }
-    return render(request, "schedules/detail.html", context)
+
+
+@require_GET
+@operator_required
+def schedule_detail(request, schedule_id):
+    schedule = get_schedule_or_404(schedule_id)
+    return render(request, "schedules/detail.html", detail_context(request, schedule))
 
 
 @require_http_methods(["GET", "POST"])
@@ -140,3 +146,67 @@ def pipeline_pause(request, name):
         messages.success(request, f"{pipe.name} is paused: its schedules start nothing until it is resumed."
                          if pausing else f"{pipe.name} is resumed: its schedules start runs again from their next slot.")
     return redirect("pipeline_detail", pipe.name)
+
+
+def get_backfill_or_404(backfill_id):
+    try:
+        return Backfill.objects.select_related("schedule").get(pk=backfill_id)
+    except Backfill.DoesNotExist:
+        raise Http404(f"There is no backfill #{backfill_id}.") from None
+
+
+@require_POST
+@operator_required
+def backfill_start(request, schedule_id):
+    schedule = get_schedule_or_404(schedule_id)
+    form = BackfillForm(schedule, request.POST)
+    if form.is_valid():
+        first, last = form.cleaned_data["range"]
+        try:
+            backfill = backfills.start(schedule, first, last, form.cleaned_data["max_parallel"], request.user)
+        except backfills.BackfillError as exc:
+            form.add_error(None, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        else:
+            total = backfill.slots.count()
+            messages.success(request, f"Backfill #{backfill.pk} started: {total} slot(s), at most {backfill.max_parallel} at a time.")
+            return redirect(backfill)
+    return render(request, "schedules/detail.html", {**detail_context(request, schedule), "backfill_form": form}, status=422)
+
+
+@require_GET
+@operator_required
+def backfill_detail(request, backfill_id):
+    backfill = get_backfill_or_404(backfill_id)
+    rows = [(row, backfills.state_of(row)) for row in backfill.slots.select_related("run")]
+    context = {"backfill": backfill, "rows": rows, "counts": backfills.progress(backfill),
+               "polling": backfill.state == Backfill.State.RUNNING}
+    template = "schedules/backfill.html#live" if request.htmx else "schedules/backfill.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_POST
+@operator_required
+def backfill_cancel(request, backfill_id):
+    backfill = get_backfill_or_404(backfill_id)
+    try:
+        backfills.cancel(backfill, request.user)
+    except backfills.BackfillError as exc:
+        messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+    else:
+        messages.success(request, f"Backfill #{backfill.pk} cancelled: waiting slots will not start, running runs are being stopped.")
+    return redirect(backfill)
+
+
+@require_POST
+@operator_required
+def backfill_retry(request, backfill_id):
+    backfill = get_backfill_or_404(backfill_id)
+    try:
+        count = backfills.retry_failed(backfill, request.user)
+    except backfills.BackfillError as exc:
+        messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+    else:
+        messages.success(request, f"{count} failed slot(s) of backfill #{backfill.pk} will run again, in their turn.")
+    return redirect(backfill)
