@@ -80,8 +80,9 @@ def test_retry_runs_the_failed_slots_again_and_cancel_stops_the_rest(daily, oper
     page = operator_client.get(f"/backfills/{backfill.pk}/").content.decode()
     assert "Run the 1 failed slot again" in page and f"no data for {broken}" not in page
 
+    again = backfill.slots.get(run=runs[1])
     assert backfills.retry_failed(backfill, operator) == 1
-    again = backfill.slots.get(run__params__day=broken)
+    again.refresh_from_db()
     assert again.run_id != runs[1].pk and again.message == f"again: run #{runs[1].pk} failed"
     finish_one(backfill)
     backfills.advance(backfill)

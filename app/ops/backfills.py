@@ -60,7 +60,7 @@ def advance(backfill: Backfill) -> int:
     the backfill when nothing is left. Returns how many runs it started."""
     started = 0
     with transaction.atomic():
-        backfill = Backfill.objects.select_for_update().select_related("schedule__parameter_set").get(pk=backfill.pk)
+        backfill = Backfill.objects.select_for_update().get(pk=backfill.pk)  # no join: PostgreSQL locks no outer join
         if backfill.state != Backfill.State.RUNNING:
             return 0
         slots = backfill.slots.select_related("run")
