@@ -9,12 +9,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from app.models import (
+    AlertChannel,
+    AlertRule,
     ApiToken,
     AuditAction,
     AuditEvent,
     Backfill,
     BackfillSlot,
+    Delivery,
     Deployment,
+    Incident,
     Lease,
     Metric,
     ModelVersion,
@@ -248,6 +252,31 @@ class BackfillAdmin(ReadOnlyAdmin):
 @admin.register(BackfillSlot)
 class BackfillSlotAdmin(ReadOnlyAdmin):
     list_display = ["backfill", "slot", "run", "cancelled", "message"]
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(ReadOnlyAdmin):
+    """Set up on the Alerts page (audited), where targets are checked and secrets hidden."""
+
+    list_display = ["name", "kind", "shown_target", "enabled"]
+    exclude = ["target"]
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(ReadOnlyAdmin):
+    list_display = ["name", "condition", "pipeline_name", "minutes", "remind_hours", "enabled"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    list_display = ["summary", "rule", "opened_at", "closed_at", "acknowledged_by"]
+    list_filter = ["rule"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "incident", "state", "attempts", "sent_at", "last_error"]
+    list_filter = ["state", "event"]
 
 
 @admin.register(PipelineState)

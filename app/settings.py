@@ -366,6 +366,21 @@ WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 5.0, minimum=0.1)
 # How often a worker looks for schedules' due slots (app.ops.scheduler): a slot starts at
 # most this long (plus a beat) after its time.
 SCHEDULER_SECONDS = env_float("SCHEDULER_SECONDS", 15.0, minimum=0.1)
+# How often a worker checks the alert rules (app.ops.alerts) and sends what is due.
+ALERTS_SECONDS = env_float("ALERTS_SECONDS", 30.0, minimum=0.1)
+
+# Email for alerts: printed to the worker's output until EMAIL_HOST is set.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mlops@localhost")
 
 # A worker marks the steps it runs as alive every STEP_HEARTBEAT_SECONDS; a running step not
 # marked for STEP_LOST_AFTER_SECONDS lost its worker (killed, machine gone) and is re-queued.

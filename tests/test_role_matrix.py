@@ -8,10 +8,14 @@ from django.utils import timezone
 
 from app.mlmodels import deployments
 from app.models import (
+    AlertChannel,
+    AlertRule,
     ApiToken,
     AuditEvent,
     Backfill,
+    Delivery,
     Deployment,
+    Incident,
     ParameterSet,
     ParameterSetRevision,
     PipelineState,
@@ -44,6 +48,8 @@ def fill(route, world):
         .replace("<int:run_id>", str(world["run"].pk)).replace("<int:set_id>", str(world["set"].pk))
         .replace("<int:number>", "1").replace("<int:token_id>", str(world["token"].pk))
         .replace("<int:schedule_id>", str(world["schedule"].pk)).replace("<int:backfill_id>", str(world["backfill"].pk))
+        .replace("<int:channel_id>", str(world["channel"].pk)).replace("<int:rule_id>", str(world["rule"].pk))
+        .replace("<int:incident_id>", str(world["incident"].pk))
     )
 
 
@@ -57,6 +63,8 @@ def state():
         list(ApiToken.objects.values_list("pk", "revoked_at")),
         list(Schedule.objects.values_list("pk", "enabled", "cron")), list(PipelineState.objects.values_list("paused")),
         list(Backfill.objects.values_list("pk", "state")),
+        list(AlertChannel.objects.values_list("pk", "target")), list(AlertRule.objects.values_list("pk", "condition")),
+        list(Incident.objects.values_list("pk", "acknowledged_at")), Delivery.objects.count(),
     )
 
 
@@ -69,6 +77,8 @@ def world(model_demo):
     deployments.deploy(first, operator, "one")
     deployments.deploy(second, operator, "two")
     schedule = Schedule.objects.create(pipeline_name="fanout_demo", name="matrix", cron="0 * * * *")
+    channel = AlertChannel.objects.create(name="matrix", kind="email", target="ops@example.com")
+    rule = AlertRule.objects.create(name="matrix", condition="no_worker")
     return {
         "anonymous": None,
         "stakeholder": make_user("stella", "stakeholders"),
@@ -79,6 +89,9 @@ def world(model_demo):
         "token": tokens.create(operator, "matrix")[0],
         "schedule": schedule,
         "backfill": Backfill.objects.create(schedule=schedule, start=timezone.now(), end=timezone.now()),
+        "channel": channel,
+        "rule": rule,
+        "incident": Incident.objects.create(rule=rule, subject="x", summary="x", opened_at=timezone.now()),
     }
 
 

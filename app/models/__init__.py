@@ -16,7 +16,22 @@ from app.models.mlmodels import (  # noqa: F401
     ResultTable,
     Verdict,
 )
-from app.models.ops import Backfill, BackfillSlot, Overlap, PipelineState, Schedule, ScheduledSlot, SlotOutcome  # noqa: F401
+from app.models.ops import (  # noqa: F401
+    AlertChannel,
+    AlertRule,
+    Backfill,
+    BackfillSlot,
+    ChannelKind,
+    Condition,
+    Delivery,
+    DeliveryEvent,
+    Incident,
+    Overlap,
+    PipelineState,
+    Schedule,
+    ScheduledSlot,
+    SlotOutcome,
+)
 from app.models.runs import (  # noqa: F401
     FINISHED,
     UNFINISHED,

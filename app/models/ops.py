@@ -141,3 +141,137 @@ class BackfillSlot(models.Model):
 
     def __str__(self):
         return f"{self.backfill} at {self.slot:%Y-%m-%d %H:%M} UTC"
+
+
+class ChannelKind(models.TextChoices):
+    EMAIL = "email", "email"
+    APPRISE = "apprise", "chat or webhook (an Apprise URL)"
+
+
+class AlertChannel(models.Model):
+    """Where alerts go: email addresses (Django's email settings), or any chat or webhook
+    target Apprise knows (slack://…, msteams://…, discord://…, json://host/path …)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=ChannelKind.choices, default=ChannelKind.EMAIL)
+    target = models.CharField(max_length=1000, help_text="Email addresses, comma-separated; or one Apprise URL")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("alert_list")
+
+    @property
+    def shown_target(self):
+        """The target without what looks like a secret (a webhook's token, a password)."""
+        if self.kind == ChannelKind.EMAIL:
+            return self.target
+        scheme, _, rest = self.target.partition("://")
+        host = rest.split("/")[0].split("@")[-1]
+        return f"{scheme}://{host}/…" if rest else self.target
+
+
+class Condition(models.TextChoices):
+    RUN_FAILED = "run_failed", "a pipeline's latest run failed"
+    SCHEDULE_LATE = "schedule_late", "a scheduled run did not succeed within the grace period"
+    NO_WORKER = "no_worker", "no live worker"
+    QUEUED_LONG = "queued_long", "steps waiting in the queue too long"
+
+
+class AlertRule(models.Model):
+    """What opens an incident, and whom it tells (app.ops.alerts)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    condition = models.CharField(max_length=20, choices=Condition.choices)
+    pipeline_name = models.CharField(max_length=100, blank=True, help_text="Empty: every pipeline")
+    minutes = models.PositiveIntegerField(default=10, help_text="How long the condition must hold (a late run's grace period)")
+    remind_hours = models.PositiveIntegerField(default=24, help_text="Remind while the incident is open and not acknowledged; 0: never")
+    channels = models.ManyToManyField(AlertChannel, related_name="rules")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("alert_list")
+
+
+class Incident(models.Model):
+    """A condition that holds: opened once (one message), open while it holds (reminders at
+    most every remind_hours unless acknowledged), closed with a recovery message."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    subject = models.CharField(max_length=200, help_text="What it is about: a pipeline, a schedule, the workers")
+    summary = models.CharField(max_length=300)
+    detail = models.CharField(max_length=500, blank=True, help_text="The last error's last line")
+    link = models.CharField(max_length=300, blank=True)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="The last message about it (opened or reminder)")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "subject"], condition=models.Q(closed_at__isnull=True),
+                                    name="incident_one_open_per_subject"),
+        ]
+
+    def __str__(self):
+        return f"{self.rule}: {self.subject}"
+
+    def get_absolute_url(self):
+        return reverse("incident_detail", args=[self.pk])
+
+    @property
+    def is_open(self):
+        return self.closed_at is None
+
+
+class DeliveryEvent(models.TextChoices):
+    OPENED = "opened", "opened"
+    REMINDER = "reminder", "reminder"
+    RECOVERED = "recovered", "recovered"
+    TEST = "test", "test"
+
+
+class Delivery(models.Model):
+    """One message to one channel, tried until sent (with backoff) or given up; every try's
+    outcome is kept (`attempts`, `last_error`)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "waiting to be sent"
+        SENT = "sent", "sent"
+        FAILED = "failed", "given up"
+
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=20, choices=DeliveryEvent.choices)
+    title = models.CharField(max_length=300)
+    body = models.TextField()
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_try_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "next_try_at"], name="delivery_due_idx")]
+
+    def __str__(self):
+        return f"{self.get_event_display()} to {self.channel}"

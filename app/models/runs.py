@@ -285,6 +285,9 @@ class AuditAction(models.TextChoices):
     BACKFILL_START = "backfill_start", "started a backfill"
     BACKFILL_CANCEL = "backfill_cancel", "cancelled a backfill"
     BACKFILL_RETRY = "backfill_retry", "retried a backfill's failed slots"
+    ALERT_CHANNEL = "alert_channel", "changed an alert channel"
+    ALERT_RULE = "alert_rule", "changed an alert rule"
+    INCIDENT_ACK = "incident_ack", "acknowledged an incident"
     PIPELINE_PAUSE = "pipeline_pause", "paused a pipeline"
     PIPELINE_RESUME = "pipeline_resume", "resumed a pipeline"
 

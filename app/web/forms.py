@@ -3,11 +3,24 @@
 import datetime
 import zoneinfo
 
+import apprise
 from django import forms
 from django.conf import settings
+from django.core.validators import validate_email
 from django.utils import timezone
 
-from app.models import AuditAction, AuditEvent, ParameterSet, PipelineSnapshot, PromotionRule, Schedule, Status
+from app.models import (
+    AlertChannel,
+    AlertRule,
+    AuditAction,
+    AuditEvent,
+    ChannelKind,
+    ParameterSet,
+    PipelineSnapshot,
+    PromotionRule,
+    Schedule,
+    Status,
+)
 from app.ops import scheduler
 from app.pipelines.registry import ParamError, registry
 from app.runs import paramsets
@@ -315,3 +328,50 @@ class BackfillForm(forms.Form):
                 raise forms.ValidationError("A backfill runs past slots: end the range before now (the schedule runs what comes next).")
             data["range"] = (first, min(last, timezone.now()))
         return data
+
+
+class AlertChannelForm(forms.ModelForm):
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "target", "enabled"]
+        labels = {"kind": "Kind", "target": "Where", "enabled": "On"}
+        widgets = {"target": forms.TextInput(attrs={"placeholder": "ops@example.com, or slack://… / json://host/path", "spellcheck": "false"})}
+
+    def clean_target(self):
+        target = self.cleaned_data["target"].strip()
+        if self.cleaned_data.get("kind") == ChannelKind.EMAIL:
+            addresses = [a.strip() for a in target.split(",") if a.strip()]
+            if not addresses:
+                raise forms.ValidationError("Give at least one email address.")
+            for address in addresses:
+                try:
+                    validate_email(address)
+                except forms.ValidationError:
+                    raise forms.ValidationError(f"“{address}” is not an email address.") from None
+            return ", ".join(addresses)
+        if not apprise.Apprise().add(target):
+            raise forms.ValidationError(
+                "Not a URL Apprise knows: e.g. slack://TokenA/TokenB/TokenC, msteams://…, discord://…, json://host/path."
+            )
+        return target
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = ["name", "condition", "pipeline_name", "minutes", "remind_hours", "channels", "enabled"]
+        labels = {"condition": "When", "pipeline_name": "Pipeline", "minutes": "For at least (minutes)",
+                  "remind_hours": "Remind every (hours)", "enabled": "On"}
+        widgets = {"channels": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = sorted(registry.pipelines())
+        self.fields["pipeline_name"] = forms.ChoiceField(
+            choices=[("", "every pipeline")] + [(n, n) for n in names], required=False, label="Pipeline",
+            help_text="For failed runs, late schedules and queued steps",
+        )
+        self.fields["channels"].queryset = AlertChannel.objects.all()
+        self.fields["channels"].error_messages["required"] = "Pick at least one channel to tell (add one first)."
+        self.fields["minutes"].help_text = "No worker / queued steps: how long; a late scheduled run: the grace after its slot"
+        self.fields["remind_hours"].help_text = "While the incident is open and nobody acknowledged it; 0: never"

@@ -3,7 +3,8 @@
 - It serves one queue (`--queue`, default the HUEY_QUEUE setting; app.runs.queues).
 - A thread of its own records its sign of life and does the periodic work once per period
   across workers (app.runs.worker): the watchdog, the
-  schedules (app.ops.scheduler), backfills (app.ops.backfills) and the daily prune (app.ops.retention).
+  schedules (app.ops.scheduler), backfills (app.ops.backfills), alerts (app.ops.alerts) and the daily prune
+  (app.ops.retention).
 - SIGTERM drains: no new steps; running ones may finish for WORKER_DRAIN_SECONDS; then the
   step processes still running are stopped and their steps queued again at once for another
   worker (app.runs.supervisor.hand_over), never left for the watchdog. SIGINT (Ctrl-C)
@@ -19,7 +20,7 @@ from huey.consumer import Consumer
 from huey.consumer_options import ConsumerConfig
 from huey.contrib.djhuey.management.commands.run_huey import Command as DjhueyCommand
 
-from app.ops import backfills, retention, scheduler
+from app.ops import alerts, backfills, retention, scheduler
 from app.pipelines.registry import valid_queue
 from app.runs import queues, supervisor, tasks
 from app.runs.worker import Job, WorkerBeat
@@ -75,10 +76,13 @@ class Command(DjhueyCommand):
         queues.task_on(queue, tasks.run_step)  # registered before the first message arrives
         if huey is not queues.huey_for("default"):
             huey._startup.update(queues.huey_for("default")._startup)  # the fork server, as on the default queue
+        alerts.sender.enabled = True  # this process sends the alerts' messages, on a thread of its own
         consumer = DrainingConsumer(huey, **config.values)
         consumer.beat = WorkerBeat(queue, config.workers, jobs=(
             Job("scheduler", lambda: settings.SCHEDULER_SECONDS, scheduler.tick),
             Job("backfills", lambda: settings.SCHEDULER_SECONDS, backfills.advance_all),
+            Job("alerts", lambda: settings.ALERTS_SECONDS, alerts.evaluate),
+            Job("alert-delivery", lambda: settings.ALERTS_SECONDS, alerts.sender.kick),
             Job("prune", lambda: 86400, retention.scheduled_prune),
         ))
         consumer.beat.start()

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from app.models import UNFINISHED, Lease, PipelineState, Run, Status, WorkerHeartbeat
+from app.models import UNFINISHED, Incident, Lease, PipelineState, Run, Status, WorkerHeartbeat
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import queues
 from app.runs.worker import dead_after
@@ -25,6 +25,8 @@ JOB_LABELS = {
     "watchdog": "Finding steps whose worker died or whose task was lost",
     "scheduler": "Starting the schedules' runs",
     "backfills": "Starting the backfills' runs",
+    "alerts": "Checking the alert rules",
+    "alert-delivery": "Sending alerts",
     "prune": "The daily prune",
 }
 
@@ -83,6 +85,7 @@ def dashboard(request):
         "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
         "in_progress_count": Run.objects.filter(status__in=UNFINISHED).count(),
         "queue_depth": queue_depth({DEFAULT_QUEUE, *(w["queue"] for w in workers)}),
+        "incidents": Incident.objects.filter(closed_at__isnull=True).select_related("rule", "acknowledged_by")[:10],
         "paused": PipelineState.objects.filter(paused=True).select_related("changed_by").order_by("pipeline_name"),
         "failing_jobs": [
             {"label": JOB_LABELS.get(lease.name, lease.name), "lease": lease}
