@@ -278,7 +278,7 @@ def send(channel: AlertChannel, title: str, body: str):
     target = apprise.Apprise()
     if not target.add(channel.target):
         raise DeliveryError("not a URL Apprise knows (see its list of services)")
-    with apprise.LogCapture(level=apprise.logging.WARNING) as output:
+    with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as output:
         sent = target.notify(title=title, body=body)
         said = " ".join(line.strip() for line in output.getvalue().splitlines() if line.strip())
     if not sent:

@@ -15,6 +15,7 @@ from app.models import (
     AuditAction,
     AuditEvent,
     ChannelKind,
+    Condition,
     ParameterSet,
     PipelineSnapshot,
     PromotionRule,
@@ -371,6 +372,8 @@ class AlertRuleForm(forms.ModelForm):
             choices=[("", "every pipeline")] + [(n, n) for n in names], required=False, label="Pipeline",
             help_text="For failed runs, late schedules and queued steps",
         )
+        self.fields["condition"].choices = Condition.choices
+        self.fields["condition"].initial = Condition.RUN_FAILED
         self.fields["channels"].queryset = AlertChannel.objects.all()
         self.fields["channels"].error_messages["required"] = "Pick at least one channel to tell (add one first)."
         self.fields["minutes"].help_text = "No worker / queued steps: how long; a late scheduled run: the grace after its slot"
