@@ -6,8 +6,10 @@ from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from app.api import tokens
 from app.models import (
     AlertChannel,
     AlertRule,
@@ -35,11 +37,11 @@ from app.models import (
     StepAttempt,
     StepRun,
     StoreMarker,
+    TokenScope,
     WorkerHeartbeat,
 )
 from app.pipelines.registry import ParamError
 from app.runs import audit, paramsets
-from app.web import tokens
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -384,9 +386,25 @@ class ResultTableAdmin(ReadOnlyAdmin):
 
 
 class ApiTokenAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple,
+                                       initial=[TokenScope.PREDICT])
+
     class Meta:
         model = ApiToken
-        fields = ["user", "name"]
+        fields = ["user", "name", "scopes", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        user, scopes = data.get("user"), data.get("scopes") or []
+        if user is not None:
+            refused = sorted(set(scopes) - set(tokens.allowed_scopes(user)))
+            if refused:
+                self.add_error("scopes", f"{user.get_username()} is not an operator, so their token cannot have "
+                                         + ", ".join(refused) + ".")
+        expires_at = data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            self.add_error("expires_at", "The expiry must be in the future.")
+        return data
 
 
 @admin.register(ApiToken)
@@ -394,11 +412,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Admins create tokens for anyone (shown once, in a message) and revoke them; the
     digest is never shown or edited."""
 
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username", "prefix"]
     list_select_related = ["user"]
-    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
     fields = readonly_fields
     actions = ["revoke"]
 
@@ -408,7 +426,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else self.fields
+        return ["user", "name", "scopes", "expires_at"] if obj is None else self.fields
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -416,7 +434,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        token, secret = tokens.create(form.cleaned_data["user"], form.cleaned_data["name"], by=request.user)
+        data = form.cleaned_data
+        token, secret = tokens.create(
+            data["user"], data["name"], by=request.user, scopes=data["scopes"], expires_at=data["expires_at"]
+        )
         obj.pk = token.pk
         messages.warning(request, f"The new token for {token.user.get_username()} is {secret} — copy it now, it is not shown again.")
 

@@ -110,6 +110,8 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "csp",
+    # django-ninja, for its API docs page's own copy of Swagger UI (no CDN).
+    "ninja",
     # Before djhuey, so app's run_huey (queues, a sign of life, draining on SIGTERM)
     # replaces djhuey's own.
     "app.apps.MlopsConfig",

@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path
 
+from app.api import urls as api_urls
 from app.web.views import (
     actions,
     alerts,
-    api,
     audit,
     dashboard,
     home,
@@ -81,8 +81,7 @@ urlpatterns = [
     path("models/<str:name>/versions/<int:number>/deploy/", models.version_deploy, name="version_deploy"),
     path("tokens/", tokens.token_list, name="token_list"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
-    # The API takes the path with or without a trailing slash (clients rarely add one).
-    re_path(r"^api/models/(?P<name>[^/]+)/predict/?$", api.predict, name="api_predict"),
+    path("api/", include((api_urls.urlpatterns(), "api"), namespace="api")),
     path("audit/", audit.audit_list, name="audit_list"),
     path("admin/", admin.site.urls),
 ]

@@ -77,7 +77,7 @@ from django.test import Client
 from app.mlmodels import deployments, serving
 from app.models import ModelVersion
 from app.runs import engine
-from app.web import tokens
+from app.api import tokens
 
 # --- timing -----------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ import pytest
 from django.apps import apps
 from django.contrib.admin import site
 
+from app.api import tokens
 from app.mlmodels import deployments
 from app.models import ApiToken, AuditEvent, Run
 from app.runs import engine, paramsets
-from app.web import tokens
 from tests.conftest import train_version
 
 pytestmark = pytest.mark.django_db
@@ -42,18 +42,31 @@ def test_every_app_model_is_registered():
 
 
 def test_an_admin_creates_a_token_for_a_user_shown_once(admin_client, operator):
-    response = admin_client.post("/admin/app/apitoken/add/", {"user": operator.pk, "name": "for billing"}, follow=True)
+    response = admin_client.post(
+        "/admin/app/apitoken/add/", {"user": operator.pk, "name": "for billing", "scopes": ["predict", "runs:read"]},
+        follow=True,
+    )
     token = ApiToken.objects.get(user=operator)
     shown = [str(m) for m in response.context["messages"]]
     secret = next(word for m in shown for word in m.split() if word.startswith("mlops_"))
-    assert tokens.authenticate(f"Bearer {secret}") == operator
-    assert token.name == "for billing" and AuditEvent.objects.filter(action="token_create", username="ada").exists()
+    assert tokens.check(f"Bearer {secret}", "runs:read").user == operator
+    assert token.name == "for billing" and token.scope_list == ["predict", "runs:read"] and token.expires_at is None
+    assert AuditEvent.objects.filter(action="token_create", username="ada").exists()
+
+
+def test_an_admin_cannot_give_a_stakeholders_token_the_runs_scopes(admin_client, stakeholder):
+    response = admin_client.post(
+        "/admin/app/apitoken/add/", {"user": stakeholder.pk, "name": "for billing", "scopes": ["runs:write"]},
+    )
+    assert response.status_code == 200 and "is not an operator" in response.content.decode()
+    assert not ApiToken.objects.exists()
 
 
 def test_an_admin_revokes_anyones_token(admin_client, operator):
     token, secret = tokens.create(operator, "theirs")
     admin_client.post("/admin/app/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
-    assert tokens.authenticate(f"Bearer {secret}") is None
+    with pytest.raises(tokens.Refused, match="revoked"):
+        tokens.check(f"Bearer {secret}", "predict")
     assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
 
 

@@ -16,12 +16,12 @@ from django.utils import timezone
 from moto.server import ThreadedMotoServer
 
 from app import artifacts
+from app.api import tokens
 from app.mlmodels import deployments, serving
 from app.models import ModelVersion, Run, Status, StoreMarker
 from app.ops import retention
 from app.runs import actions, engine, store_check
 from app.settings import artifact_storage
-from app.web import tokens
 from tests.conftest import ROOT, make_user, process_env, wait_for
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}

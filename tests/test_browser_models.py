@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from app.api import tokens
 from app.mlmodels import deployments
-from app.models import RegisteredModel
-from app.web import tokens
+from app.models import ModelVersion, RegisteredModel
 from tests.conftest import train_version
 from tests.test_browser import SCREENSHOTS, log_in
 
@@ -52,11 +52,18 @@ def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, mod
     log_in(page, operator)
     page.goto(f"{live_server.url}/tokens/")
     page.fill("#id_name", "notebook")
+    page.check("text=runs:read")
+    page.select_option("#id_expires", "30")
     page.click("text=Create token")
     secret = page.inner_text(".token-secret").strip()
     example = page.inner_text("#new-token")
     assert "/api/models/demo/predict" in example and '{"instances": [[0.0, 0.0]]}' in example
-    assert tokens.authenticate(f"Bearer {secret}") == operator
+    assert "/api/runs" in example
+    assert tokens.check(f"Bearer {secret}", "runs:read").user == operator
+    runs = page.request.get(f"{live_server.url}/api/runs", headers={"Authorization": f"Bearer {secret}"})
+    trained = ModelVersion.objects.get().run  # the run that trained the deployed version
+    assert runs.status == 200 and runs.json()["results"][0]["pipeline"] == trained.pipeline_name
+    assert runs.json()["results"][0]["id"] == trained.pk
     answer = page.request.post(
         f"{live_server.url}/api/models/demo/predict",
         data=json.dumps({"instances": [[1, 2]]}),
@@ -65,3 +72,4 @@ def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, mod
     assert answer.status == 200 and answer.json() == {"model": "demo", "version": 1, "predictions": [4]}
     page.goto(f"{live_server.url}/tokens/")
     assert secret not in page.content() and "notebook" in page.inner_text("#tokens")
+    assert "runs:read" in page.inner_text("#tokens")

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from app.api import tokens
 from app.models import Promotion, RegisteredModel, Run, Status, Verdict
 from app.runs import paramsets
-from app.web import tokens
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -15,9 +15,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from app import artifacts
+from app.api import tokens
 from app.mlmodels import deployments
 from app.models import ApiToken, AuditEvent, ModelVersion
-from app.web import tokens
 from tests.conftest import make_user, train_version, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -216,7 +216,7 @@ def test_tokens_are_stored_only_as_a_digest_and_record_their_use(deployed, ops):
 
 def test_the_tokens_page_shows_a_new_token_once(client, ops):
     client.force_login(ops)
-    response = client.post("/tokens/", {"name": "billing service"})
+    response = client.post("/tokens/", {"name": "billing service", "scopes": ["predict"], "expires": "90"})
     assert response.status_code == 200
     token = ApiToken.objects.get(user=ops)
     secret = response.context["secret"]

@@ -14,6 +14,7 @@ from app.models.mlmodels import (  # noqa: F401
     RegisteredModel,
     ResultKind,
     ResultTable,
+    TokenScope,
     Verdict,
 )
 from app.models.ops import (  # noqa: F401

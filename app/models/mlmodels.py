@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from app.models.fields import OrderedJSONField
 from app.models.runs import PipelineSnapshot, Run, StepRun
@@ -167,14 +168,26 @@ class ResultTable(models.Model):
         return f"{self.name} of run #{self.run_id}"
 
 
+class TokenScope(models.TextChoices):
+    """What an API token may do; a token holds one or more."""
+
+    PREDICT = "predict", "predict: ask deployed models for predictions"
+    RUNS_READ = "runs:read", "runs:read: list pipelines, read runs, their steps and logs"
+    RUNS_WRITE = "runs:write", "runs:write: start, cancel, retry and re-run runs"
+
+
 class ApiToken(models.Model):
-    """A per-user secret for the prediction API. Only its SHA-256 digest is stored; the
-    token is shown once, when it is created."""
+    """A per-user secret for the JSON API. Only its SHA-256 digest is stored; the token is
+    shown once, when it is created. It acts as its user, within its scopes, until it expires
+    or is revoked."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What the token is for")
     prefix = models.CharField(max_length=16, help_text="The first characters, to tell tokens apart")
     digest = models.CharField(max_length=64, unique=True)
+    # Space-separated TokenScope values, as OAuth writes scopes.
+    scopes = models.CharField(max_length=200, default=TokenScope.PREDICT)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -188,3 +201,11 @@ class ApiToken(models.Model):
 
     def get_absolute_url(self):
         return reverse("token_list")
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

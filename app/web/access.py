@@ -4,8 +4,9 @@
 - `any_role`: every signed-in user (operators, stakeholders, admins).
 - `operator_required`: users with the `app.operate` permission (the `operators` group) and
   superusers; everyone else gets 403.
-- `token_required`: the JSON API. No session and no CSRF token (nothing a browser sends on
-  its own authenticates it); an API token in `Authorization: Bearer …` instead, else 401.
+- `token`: the JSON API (app.api declares it on its views). No session and no CSRF token
+  (nothing a browser sends on its own authenticates it); an API token with the scope the
+  endpoint needs, in `Authorization: Bearer …`, else 401 (or 403 for a missing scope).
 """
 
 import functools
@@ -14,10 +15,8 @@ import hmac
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-
-from app.web import tokens
 
 OPERATE = "app.operate"
 POLICY_ATTR = "access_policy"
@@ -49,23 +48,6 @@ def operator_required(view):
         return view(request, *args, **kwargs)
 
     return _declare(wrapped, "operator")
-
-
-def token_required(view):
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        user = tokens.authenticate(request.headers.get("Authorization", ""))
-        if user is None:
-            response = JsonResponse(
-                {"error": "missing, unknown or revoked API token: send it as 'Authorization: Bearer <token>'"},
-                status=401,
-            )
-            response["WWW-Authenticate"] = 'Bearer realm="django-mlops"'
-            return response
-        request.user = user
-        return view(request, *args, **kwargs)
-
-    return _declare(csrf_exempt(login_not_required(wrapped)), "token")
 
 
 def metrics_token(view):

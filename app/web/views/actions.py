@@ -1,15 +1,13 @@
 """Operator actions on a run: cancel, retry from failure (with a preview), re-run."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from app.mlmodels import retrain
-from app.models import AuditAction
+from app.ops import operate
 from app.pipelines import dag_svg
-from app.runs import actions, audit, tasks
+from app.runs import actions, tasks
 from app.web.access import operator_required
 from app.web.views.runs import get_run_or_404, saves_a_run
 
@@ -19,10 +17,8 @@ from app.web.views.runs import get_run_or_404, saves_a_run
 def cancel(request, run_id):
     run = get_run_or_404(run_id)
     try:
-        with transaction.atomic():
-            run = actions.cancel(run, request.user)
-            audit.record(request.user, AuditAction.CANCEL, run)
-    except actions.ActionRefused as exc:
+        run = operate.cancel(run, request.user)
+    except operate.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(run)
     # From htmx only the live part of the run page is swapped in, and it shows the
@@ -60,15 +56,8 @@ def retry_preview(request, run_id):
 def retry(request, run_id):
     run = get_run_or_404(run_id)
     try:
-        with transaction.atomic():
-            new = tasks.start(actions.retry_from_failure(run, request.user))
-            retrain.carry_over(run, new)
-            again, reused = actions.retry_plan(run)
-            audit.record(
-                request.user, AuditAction.RETRY, new,
-                details={"retry_of": run.pk, "rerun_steps": again, "reused_steps": reused},
-            )
-    except actions.ActionRefused as exc:
+        new = operate.retry(run, request.user)
+    except operate.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(run)
     if new.start_error:
@@ -84,11 +73,8 @@ def retry(request, run_id):
 def rerun(request, run_id):
     run = get_run_or_404(run_id)
     try:
-        with transaction.atomic():
-            new = tasks.start(actions.rerun(run, request.user))
-            retrain.carry_over(run, new)
-            audit.record(request.user, AuditAction.RERUN, new, details={"rerun_of": run.pk, "params": new.params})
-    except actions.ActionRefused as exc:
+        new = operate.rerun(run, request.user)
+    except operate.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(run)
     if new.start_error:

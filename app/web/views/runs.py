@@ -3,7 +3,7 @@ import logging
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from app import artifacts
 from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun, WorkerHeartbeat
-from app.ops import scheduler
+from app.ops import operate, scheduler
 from app.pipelines import dag_svg
-from app.runs import paramsets, tasks, worker
+from app.runs import tasks, worker
 from app.tracking import results
 from app.web import tables
 from app.web.access import operator_required
@@ -85,12 +85,10 @@ def trigger(request, name):
     source_set = active_set(pipe, request.POST.get("from_set", ""))
     if not form.is_valid():
         return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set), status=422)
-    params = form.cleaned_data["params"]
-    with transaction.atomic():
-        revision = paramsets.revision_for(source_set, params)
-        if revision is None and source_set is not None and request.POST.get("save_to_set"):
-            revision = paramsets.save_revision(source_set, params, request.user, note="saved from the run form")
-        run = paramsets.trigger(pipe.name, params, request.user, revision)
+    run = operate.start(
+        pipe.name, form.cleaned_data["params"], request.user,
+        parameter_set=source_set, save_to_set=bool(request.POST.get("save_to_set")),
+    )
     if run.start_error:
         messages.error(request, f"Run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
                                 f"({run.start_error}). It is marked failed and will not run later; start it again "

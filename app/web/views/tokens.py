@@ -1,15 +1,20 @@
 """API tokens: each user creates and revokes their own (admins manage everyone's in the admin)."""
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app.models import ApiToken, RegisteredModel
-from app.web import tokens
+from app.api import tokens
+from app.models import ApiToken, RegisteredModel, TokenScope
 from app.web.access import any_role
+
+EXPIRY_DAYS = [("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"), ("never", "never")]
 
 
 class TokenForm(forms.Form):
@@ -18,19 +23,39 @@ class TokenForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "e.g. billing service", "size": 30}),
         error_messages={"required": "Give the token a name that says what it is for."},
     )
+    scopes = forms.MultipleChoiceField(
+        label="May", widget=forms.CheckboxSelectMultiple, initial=[TokenScope.PREDICT],
+        error_messages={"required": "Choose at least one thing the token may do."},
+    )
+    expires = forms.ChoiceField(label="Expires", choices=EXPIRY_DAYS, initial="90")
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        # Only an operator's token may read or change runs: it does what its user may do.
+        allowed = tokens.allowed_scopes(user)
+        self.fields["scopes"].choices = [(s.value, s.label) for s in TokenScope if s.value in allowed]
+
+    def expires_at(self):
+        days = self.cleaned_data["expires"]
+        return None if days == "never" else timezone.now() + timedelta(days=int(days))
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 @any_role
 def token_list(request):
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.user, request.POST or None)
     secret = None
+    new_scopes = []
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            _token, secret = tokens.create(request.user, form.cleaned_data["name"])
-            form = TokenForm()
+            token, secret = tokens.create(
+                request.user, form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], expires_at=form.expires_at()
+            )
+            form = TokenForm(request.user)
+            new_scopes = token.scope_list
         else:
             status = 422
     # The new token is shown in this response only (never stored, never in a redirect or cookie).
@@ -38,6 +63,8 @@ def token_list(request):
         "form": form,
         "secret": secret,
         "example": example_call() if secret else None,
+        "now": timezone.now(),
+        "new_scopes": new_scopes,
         "tokens": ApiToken.objects.filter(user=request.user),
     }, status=status)
 

@@ -1,0 +1,183 @@
+"""What the JSON API takes and answers, as pydantic schemas: they validate requests and are
+the OpenAPI schema that clients (and the API fuzz test) read."""
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Field, Schema
+
+from app.models import ScheduledSlot
+from app.tracking import results
+
+
+class Error(Schema):
+    """Every refusal: one sentence, and per field what is wrong with it where fields are at fault."""
+
+    error: str = Field(description="What is wrong, in one sentence")
+    errors: dict[str, str] | None = Field(None, description="Field (or parameter) name → what is wrong with it")
+
+
+class Param(Schema):
+    name: str
+    type: str = Field(description="int, float, bool, str, date or choice")
+    default: Any = Field(description="The default value; null when the parameter is required")
+    required: bool
+    optional: bool = Field(description="Whether null (empty) is a valid value")
+    ge: Any = None
+    le: Any = None
+    choices: list[Any] | None = None
+    help: str = ""
+    max_length: int | None = None
+
+
+class Step(Schema):
+    name: str
+    upstream: list[str] = Field(description="The steps it waits for")
+    queue: str
+
+
+class Pipeline(Schema):
+    name: str
+    description: str
+    params: list[Param]
+    steps: list[Step]
+    parameter_sets: list[str] = Field(description="Names of its parameter sets that are not archived")
+    paused: bool = Field(description="Paused pipelines' schedules start nothing; runs started here still run")
+    url: str
+
+
+class ParameterSetRef(Schema):
+    name: str
+    revision: int
+
+
+class ScheduledBy(Schema):
+    schedule: str
+    slot: datetime
+    catch_up: bool
+
+
+class RunSummary(Schema):
+    """A run, read from its row (the resolvers follow its relations)."""
+
+    id: int
+    pipeline: str = Field(alias="pipeline_name")
+    status: str
+    params: dict[str, Any]
+    parameter_set: ParameterSetRef | None
+    trigger_source: str = Field(description="web, api, cli, schedule, retry or rerun")
+    triggered_by: str | None
+    retry_of: int | None = Field(alias="retry_of_id", description="The first run of the chain this run retries")
+    attempt: int
+    steps_total: int
+    steps_finished: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    url: str = Field(description="The run's page in the dashboard")
+
+    @staticmethod
+    def resolve_parameter_set(run):
+        revision = run.parameter_revision
+        return {"name": revision.parameter_set.name, "revision": revision.number} if revision else None
+
+    @staticmethod
+    def resolve_triggered_by(run):
+        return run.triggered_by.get_username() if run.triggered_by else None
+
+    @staticmethod
+    def resolve_cancel_requested(run):
+        return run.cancel_requested_at is not None
+
+    @staticmethod
+    def resolve_url(run):
+        return run.get_absolute_url()
+
+
+class StepRun(Schema):
+    name: str = Field(alias="step_name")
+    status: str
+    attempt: int
+    queue: str
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None = Field(description="How long its last attempt ran")
+    error: str = Field(description="One line on why it failed; empty otherwise")
+    reused_from_run: int | None = Field(description="The run whose output it reused (retry from failure)")
+
+    @staticmethod
+    def resolve_seconds(step_run):
+        if step_run.started_at and step_run.finished_at:
+            return (step_run.finished_at - step_run.started_at).total_seconds()
+        return None
+
+    @staticmethod
+    def resolve_reused_from_run(step_run):
+        return step_run.reused_from.run_id if step_run.reused_from_id else None
+
+
+class Metric(Schema):
+    step: str
+    name: str
+    value: float
+    logged_at: datetime
+
+    @staticmethod
+    def resolve_step(metric):
+        return metric.step_run.step_name
+
+
+class ModelVersionRef(Schema):
+    model: str
+    version: int
+
+
+class RunDetail(RunSummary):
+    scheduled_by: ScheduledBy | None
+    steps: list[StepRun]
+    metrics: list[Metric] = Field(description="What its steps logged (only the attempt each step kept)")
+    model_versions: list[ModelVersionRef]
+
+    @staticmethod
+    def resolve_scheduled_by(run):
+        slot = ScheduledSlot.objects.filter(run=run).select_related("schedule").first()
+        return {"schedule": slot.schedule.name, "slot": slot.slot, "catch_up": slot.is_catch_up} if slot else None
+
+    @staticmethod
+    def resolve_steps(run):
+        return run.step_runs.select_related("reused_from").defer("log", "traceback", "output_inline")
+
+    @staticmethod
+    def resolve_metrics(run):
+        return results.of_recorded_attempts(run.metrics.all()).select_related("step_run").order_by("id")
+
+    @staticmethod
+    def resolve_model_versions(run):
+        rows = run.model_versions.order_by("id").values_list("model__name", "version")
+        return [{"model": name, "version": number} for name, number in rows]
+
+
+class Trigger(Schema):
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameter values (JSON values or strings, read as the run form reads them); "
+                    "parameters not given take the parameter set's value, else their default",
+    )
+    parameter_set: str | None = Field(None, description="Start from this parameter set's latest revision")
+
+
+class Started(Schema):
+    run: RunDetail
+    warnings: list[str]
+
+
+class Prediction(Schema):
+    model: str
+    version: int
+    predictions: list[Any]
+
+
+class Instances(Schema):
+    instances: list[list[float]] = Field(description="Rows of features, as many as the model was trained on")
