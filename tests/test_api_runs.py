@@ -219,8 +219,10 @@ def test_it_pages_through_runs_newest_first_with_filters(chain, reader):
     ("status=upstream_failed", "", "a run is never upstream_failed"),
     ("status=sleeping", "status", "Input should be"),
     ("page_size=x", "page_size", "valid integer"),
-    ("created_after=yesterday", "created_after", "valid datetime"),
+    ("created_after=yesterday", "created_after", "use an ISO 8601 date and time"),
+    ("created_before=0.5", "created_before", "use an ISO 8601 date and time"),
     ("cursor=%%%", "cursor", "Invalid Cursor"),
+    ("pipline=t_chain", "", "unknown query parameter 'pipline'"),
 ])
 def test_bad_filters_are_a_422_naming_the_filter(reader, query, field, message):
     response = call("get", f"/api/runs?{query}", reader)

@@ -7,12 +7,15 @@ are the form's. Writes go through app.ops.operate, as the dashboard's do, inside
 audit.through_token: the audit trail names the token."""
 
 from datetime import datetime
+from typing import Annotated
 
 from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from django.utils.dateparse import parse_datetime
+from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.pagination import CursorPagination, paginate
+from pydantic import BeforeValidator
 
 from app import artifacts
 from app.api import auth
@@ -118,12 +121,29 @@ def start_run(request, name: str, body: Trigger):
 # --- runs ----------------------------------------------------------------------------------
 
 
+def known_query(request, *known):
+    """A misspelt filter is an error, not a filter silently ignored (all runs instead of some)."""
+    unknown = sorted(set(request.GET) - set(known))
+    if unknown:
+        raise HttpError(422, f"unknown query parameter {unknown[0]!r}: this endpoint takes {', '.join(known)}")
+
+
+def _iso_datetime(value):
+    """Only ISO 8601 text: pydantic alone would also read "0.5" as a Unix time."""
+    if isinstance(value, str) and parse_datetime(value.replace("Z", "+00:00")) is not None:
+        return value
+    raise ValueError("use an ISO 8601 date and time, e.g. 2026-12-01T00:00:00Z")
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
 class RunFilters(Schema):
     pipeline: str | None = None
     status: Status | None = None
-    trigger_source: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    trigger_source: str | None = Field(None, description="web, api, cli, schedule, retry or rerun")
+    created_after: IsoDatetime | None = Field(None, description="Runs created at or after this time")
+    created_before: IsoDatetime | None = Field(None, description="Runs created before this time")
 
 
 def load_run(run_id) -> Run:
@@ -137,17 +157,12 @@ def _runs():
     return Run.objects.select_related("triggered_by", "parameter_revision__parameter_set")
 
 
-class RunPages(CursorPagination):
-    """Newest first; `cursor` is the `next` (or `previous`) link's, opaque."""
-
-    items_attribute = "results"
-
-
 @router.get("", response={200: list[RunSummary], **READ_ERRORS}, summary="List runs")
-@paginate(RunPages, ordering=("-id",), page_size=50, max_page_size=200)
+@paginate(CursorPagination, ordering=("-id",), page_size=50, max_page_size=200)
 def list_runs(request, filters: Query[RunFilters]):
     """Runs, newest first, 50 a page (`page_size` up to 200), filtered by pipeline, status,
     how they were started and when. Follow `next` for the next page. Scope: runs:read."""
+    known_query(request, *RunFilters.model_fields, "cursor", "page_size")
     runs = _runs()
     if filters.status is not None and filters.status not in RUN_STATUSES:
         raise HttpError(422, f"a run is never {filters.status.value}; its status is one of "
@@ -212,6 +227,7 @@ LOG = {"responses": {200: {"description": "The log, as text", "content": {"text/
 def step_log(request, run_id: int, step: str, attempt: int | None = None):
     """What a step printed and logged, as text: its latest attempt, or `attempt`. While the
     step runs, as much as it has written. Scope: runs:read."""
+    known_query(request, "attempt")
     run = load_run(run_id)
     try:
         step_run = run.step_runs.only("step_name", "attempt", "status").get(step_name=step)
