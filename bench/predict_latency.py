@@ -59,6 +59,8 @@ os.environ.update(
     DATA_DIR=str(DATA_DIR),
     SECRET_KEY="bench-only-not-secret",
     DEBUG="0",
+    # Plain HTTP on loopback: no redirect to HTTPS (the secure default with DEBUG off).
+    HTTPS="0",
     HUEY_IMMEDIATE="0",
     LOG_LEVEL="WARNING",
     ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
