@@ -76,10 +76,10 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
+from app.api import tokens
 from app.mlmodels import deployments, serving
 from app.models import ModelVersion
 from app.runs import engine
-from app.api import tokens
 
 # --- timing -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from app.models import ParameterSet, PipelineState, Run, Status, StepRun
 from app.ops import operate, scheduler
 from app.pipelines.params import ParamError
 from app.pipelines.registry import DEFAULT_QUEUE, registry
-from app.runs import audit
+from app.runs import audit, engine
 
 pipelines = Router(auth=auth.RUNS_READ)
 router = Router(auth=auth.RUNS_READ)
@@ -40,10 +40,7 @@ RUN_STATUSES = [Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, 
 def get_pipeline(name):
     pipe = registry.get(name)
     if pipe is None:
-        problems = registry.problems().get(name)
-        if problems:
-            raise Http404(f"pipeline {name!r} has definition errors: " + "; ".join(problems))
-        raise Http404(f"there is no pipeline named {name!r}")
+        raise Http404(str(engine.UnknownPipeline(name)))  # says why, and which pipelines there are
     return pipe
 
 
