@@ -13,6 +13,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from ninja import Field, Query, Router, Schema
+from ninja import Status as Answer  # an answer with its status (not app.models.Status)
 from ninja.errors import HttpError
 from ninja.pagination import CursorPagination, paginate
 from pydantic import BeforeValidator
@@ -103,16 +104,16 @@ def start_run(request, name: str, body: Trigger):
     try:
         params = pipe.parse_params(values)
     except ParamError as exc:
-        return 422, {"error": f"the parameters are not valid: {exc}", "errors": exc.errors}
+        return Answer(422, {"error": f"the parameters are not valid: {exc}", "errors": exc.errors})
     with audit.through_token(request.auth.name):
         run = operate.start(pipe.name, params, request.auth.user, parameter_set=source_set, source="api")
     if run.start_error:
-        return 503, {"error": f"run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
-                              f"({run.start_error}); it is marked failed and will not run later"}
+        return Answer(503, {"error": f"run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
+                              f"({run.start_error}); it is marked failed and will not run later"})
     warnings = []
     if scheduler.is_paused(pipe.name):
         warnings.append(f"{pipe.name} is paused: this run runs, but its schedules start nothing until it is resumed")
-    return 201, {"run": load_run(run.pk), "warnings": warnings}
+    return Answer(201, {"run": load_run(run.pk), "warnings": warnings})
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -195,8 +196,8 @@ def cancel_run(request, run_id: int):
 
 def _started(new: Run):
     if new.start_error:
-        return 503, {"error": f"run #{new.pk} could not be started: the task queue refused it ({new.start_error})"}
-    return 201, load_run(new.pk)
+        return Answer(503, {"error": f"run #{new.pk} could not be started: the task queue refused it ({new.start_error})"})
+    return Answer(201, load_run(new.pk))
 
 
 @router.post("/{int:run_id}/retry", auth=auth.RUNS_WRITE, response={201: RunDetail, **WRITE_ERRORS},
