@@ -373,3 +373,12 @@ def test_a_scheduled_run_says_which_schedule_and_slot_started_it(chain, reader):
     assert body["scheduled_by"]["schedule"] == "nightly" and body["scheduled_by"]["catch_up"] is True
     assert datetime.datetime.fromisoformat(body["scheduled_by"]["slot"]) == slot
     assert call("get", f"/api/runs/{finished('t_chain').pk}", reader).json()["scheduled_by"] is None
+
+
+def test_the_docs_page_and_schema_are_for_signed_in_users_and_use_no_cdn(client, stakeholder_client):
+    assert client.get("/api/docs").status_code == 302  # anonymous: the login page first
+    page = stakeholder_client.get("/api/docs").content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert 'href="/"' in page  # a way back to the dashboard
+    schema = stakeholder_client.get("/api/openapi.json").json()
+    assert {"/api/runs", "/api/pipelines/{name}/runs", "/api/models/{name}/predict"} <= set(schema["paths"])
