@@ -375,8 +375,9 @@ def test_a_scheduled_run_says_which_schedule_and_slot_started_it(chain, reader):
     assert call("get", f"/api/runs/{finished('t_chain').pk}", reader).json()["scheduled_by"] is None
 
 
-def test_the_docs_page_and_schema_are_for_signed_in_users_and_use_no_cdn(client, stakeholder_client):
-    assert client.get("/api/docs").status_code == 302  # anonymous: the login page first
+def test_the_docs_page_and_schema_are_for_signed_in_users_and_use_no_cdn(stakeholder_client):
+    for url in ("/api/docs", "/api/openapi.json"):
+        assert Client().get(url).status_code == 302  # anonymous: the login page first
     page = stakeholder_client.get("/api/docs").content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
     assert 'href="/"' in page  # a way back to the dashboard
