@@ -242,6 +242,33 @@ def test_a_scheduled_run_that_did_not_succeed_in_time_or_never_started_opens_an_
     assert absent.closed_at is not None
 
 
+def test_an_every_minute_schedule_weeks_behind_is_late_for_its_latest_slot(flip, hook):
+    rule_with(hook, condition="schedule_late", minutes=5)
+    schedule = Schedule.objects.create(pipeline_name="t_flip", name="each minute", cron="* * * * *")
+    Schedule.objects.filter(pk=schedule.pk).update(created_at=timezone.now() - datetime.timedelta(weeks=3))
+    (late,) = alerts.evaluate()
+    # The slot named is the latest past its grace (5 to 6 minutes ago), not one a week back.
+    latest = (timezone.now() - datetime.timedelta(minutes=5)).replace(second=0, microsecond=0)
+    assert f"{latest:%Y-%m-%d %H:%M}" in late.summary or f"{latest - datetime.timedelta(minutes=1):%Y-%m-%d %H:%M}" in late.summary
+
+
+@pytest.mark.parametrize("zone, until, expected", [
+    # Berlin springs forward at 02:00 on 2026-03-29: the 02:30 slot does not exist on the clock.
+    ("Europe/Berlin", "2026-03-29T01:10:00+00:00", "2026-03-29T01:00:00+00:00"),  # 03:00 CEST, not 02:30
+    # New York falls back at 02:00 on 2026-11-01: 01:30 comes twice, the first one counts.
+    ("America/New_York", "2026-11-01T06:45:00+00:00", "2026-11-01T05:30:00+00:00"),
+    ("UTC", "2026-01-01T10:30:00+00:00", "2026-01-01T10:30:00+00:00"),  # at `until` itself
+])
+def test_the_latest_slot_is_found_in_one_step_across_dst(zone, until, expected):
+    import zoneinfo
+
+    until = datetime.datetime.fromisoformat(until)
+    after = until - datetime.timedelta(days=30)
+    assert alerts.scheduler.latest_slot("30 * * * *" if zone != "Europe/Berlin" else "0,30 * * * *",
+                                        zoneinfo.ZoneInfo(zone), until, after) == datetime.datetime.fromisoformat(expected)
+    assert alerts.scheduler.latest_slot("30 * * * *", zoneinfo.ZoneInfo(zone), until, after=until) is None
+
+
 
 @pytest.mark.worker
 def test_on_a_real_worker_a_hanging_webhook_never_holds_up_runs(start_worker, hook):

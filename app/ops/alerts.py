@@ -128,11 +128,9 @@ def _schedule_late(rule, now):
     for schedule in schedules:
         zone = scheduler.check_timezone(schedule.timezone)
         # The latest slot whose grace period is over.
-        due = scheduler.slots(schedule.cron, zone, max(schedule.created_at, now - datetime.timedelta(days=7)),
-                              until=now - grace, limit=10_000)
-        if not due:
+        slot = scheduler.latest_slot(schedule.cron, zone, until=now - grace, after=schedule.created_at)
+        if slot is None:
             continue
-        slot = due[-1]
         row = ScheduledSlot.objects.filter(schedule=schedule, slot__gte=slot).select_related("run").order_by("slot").first()
         if row is not None and row.run is not None and row.run.status == Status.SUCCEEDED:
             continue

@@ -111,6 +111,17 @@ def slots(expression: str, zone: zoneinfo.ZoneInfo, after: datetime.datetime, un
     return found
 
 
+def latest_slot(expression: str, zone: zoneinfo.ZoneInfo, until: datetime.datetime, after: datetime.datetime):
+    """The last slot (UTC) at or before `until` and after `after`, or None: one step back
+    with croniter, however many slots lie between (an every-minute schedule has 10,080 a week)."""
+    cursor = croniter(expression, until.astimezone(zone).replace(tzinfo=None) + datetime.timedelta(seconds=1))
+    for _ in range(4):  # a slot that `until`'s second, or a DST gap, put after `until`: the one before
+        moment = _instant(cursor.get_prev(datetime.datetime), zone)
+        if moment <= until:
+            return moment if moment > after else None
+    return None
+
+
 def next_slots(schedule: Schedule, count=5, after=None) -> list:
     zone = check_timezone(schedule.timezone)
     return slots(schedule.cron, zone, after or timezone.now(), limit=count)
