@@ -754,3 +754,27 @@ def test_it_stops_polling_a_finished_step(operator_client):
     assert response.status_code == 286
     assert "hx-trigger" not in text(response)
     assert "HX-Request" in response["Vary"]
+
+
+def test_a_poll_of_a_scheduled_run_costs_no_more_queries_than_of_a_manual_one(operator_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from app.models import Schedule, ScheduledSlot
+
+    manual = engine.start_run("flaky_demo")[0]
+    scheduled = engine.start_run("flaky_demo")[0]
+    schedule = Schedule.objects.create(pipeline_name="flaky_demo", name="nightly", cron="0 2 * * *")
+    ScheduledSlot.objects.create(schedule=schedule, slot=timezone.now(), outcome="started", run=scheduled)
+
+    def poll(run):
+        with CaptureQueriesContext(connection) as queries:
+            page = text(operator_client.get(f"/runs/{run.pk}/", headers={"HX-Request": "true"}))
+        return page, len(queries)
+
+    poll(manual)  # warm caches (the DAG layout, the session)
+    manual_page, manual_queries = poll(manual)
+    scheduled_page, scheduled_queries = poll(scheduled)
+    assert "Scheduled by" in scheduled_page and "“nightly”" in scheduled_page and "Scheduled by" not in manual_page
+    assert scheduled_queries <= manual_queries

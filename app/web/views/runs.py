@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 def get_run_or_404(run_id):
     try:
         return Run.objects.select_related(
-            "snapshot", "triggered_by", "cancelled_by", "retry_of", "parameter_revision__parameter_set"
+            "snapshot", "triggered_by", "cancelled_by", "retry_of", "parameter_revision__parameter_set",
+            "scheduled_slot__schedule",  # "Scheduled by …" on every poll, in the same query
         ).get(pk=run_id)
     except Run.DoesNotExist:
         raise Http404(f"There is no run #{run_id}.") from None
