@@ -127,6 +127,16 @@ def test_a_backfill_started_from_the_schedule_page_shows_its_progress(daily, ope
     assert 'hx-trigger="every 2s"' in page  # it refreshes itself while it runs
     assert page.count("waiting") >= 2 and Run.objects.count() == 1
 
+    # Each poll reads the slots once, for the list and the counts both.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    backfill = Backfill.objects.get()
+    with CaptureQueriesContext(connection) as queries:
+        poll = operator_client.get(f"/backfills/{backfill.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert "waiting" in poll
+    assert sum('FROM "app_backfillslot"' in q["sql"] for q in queries.captured_queries) == 1
+
 
 @pytest.mark.worker
 def test_on_a_real_worker_a_backfill_never_runs_more_than_k_at_once(start_worker, operator):

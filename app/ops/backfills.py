@@ -88,11 +88,16 @@ def advance_all() -> int:
     return sum(advance(backfill) for backfill in Backfill.objects.filter(state=Backfill.State.RUNNING))
 
 
-def progress(backfill: Backfill) -> dict:
-    """How many slots are done, running, failed, waiting and cancelled."""
+def slot_states(backfill: Backfill) -> list[tuple[BackfillSlot, str]]:
+    """Each slot with its state: done, running, failed, waiting or cancelled."""
+    return [(row, state_of(row)) for row in backfill.slots.select_related("run")]
+
+
+def progress(backfill: Backfill, rows=None) -> dict:
+    """How many slots are in each state (from `rows` of slot_states when given: one walk)."""
     counts = {"done": 0, "running": 0, "failed": 0, "waiting": 0, "cancelled": 0}
-    for row in backfill.slots.select_related("run"):
-        counts[state_of(row)] += 1
+    for _row, state in slot_states(backfill) if rows is None else rows:
+        counts[state] += 1
     counts["total"] = sum(counts.values())
     return counts
 

@@ -177,8 +177,8 @@ def backfill_start(request, schedule_id):
 @operator_required
 def backfill_detail(request, backfill_id):
     backfill = get_backfill_or_404(backfill_id)
-    rows = [(row, backfills.state_of(row)) for row in backfill.slots.select_related("run")]
-    context = {"backfill": backfill, "rows": rows, "counts": backfills.progress(backfill),
+    rows = backfills.slot_states(backfill)
+    context = {"backfill": backfill, "rows": rows, "counts": backfills.progress(backfill, rows),
                "polling": backfill.state == Backfill.State.RUNNING}
     template = "schedules/backfill.html#live" if request.htmx else "schedules/backfill.html"
     response = render(request, template, context)
