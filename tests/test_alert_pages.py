@@ -91,3 +91,24 @@ def test_a_channels_secret_is_not_shown(operator_client):
     AlertChannel.objects.create(name="slack", kind="apprise", target="slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ")
     page = operator_client.get("/alerts/").content.decode()
     assert "TIiajkdnlazkcOXrIdevi7FQ" not in page and "slack://T1JJ3T3L2/…" in page
+
+
+def test_turning_a_rule_off_closes_its_open_incidents_and_says_so(operator_client):
+    from django.utils import timezone
+
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    rule = AlertRule.objects.create(name="failures", condition="run_failed")
+    rule.channels.add(channel)
+    incident = Incident.objects.create(rule=rule, subject="pipeline x", summary="x: run #1 failed", opened_at=timezone.now())
+    assert "Off: nothing is watched" in operator_client.get(f"/alerts/rules/{rule.pk}/edit/").content.decode()
+
+    response = operator_client.post(f"/alerts/rules/{rule.pk}/edit/", {
+        "name": "failures", "condition": "run_failed", "pipeline_name": "", "minutes": "10", "remind_hours": "0",
+        "channels": [channel.pk],  # "enabled" not sent: the box is unticked
+    }, follow=True)
+    page = response.content.decode()
+    assert "its 1 open incident(s) are closed, without a recovery message" in page
+    assert "off: not watching" in page
+    incident.refresh_from_db()
+    assert incident.closed_at is not None and not Delivery.objects.exists()  # nobody told of a recovery that did not happen
+    assert AuditEvent.objects.filter(action=AuditAction.ALERT_RULE).last().details["closed_incidents"] == 1

@@ -361,16 +361,24 @@ def open_incidents():
 # --- what operators change (audited) ---------------------------------------------------------
 
 
-def saved(thing, user, change: str):
+def saved(thing, user, change: str) -> int:
     """Record in the audit trail that an operator created, changed or deleted a channel or
-    a rule (`thing`), with what it now is (a channel's target as shown, never its secret)."""
+    a rule (`thing`), with what it now is (a channel's target as shown, never its secret).
+    A rule saved off stops watching at once: its open incidents are closed, without a
+    recovery message (nothing recovered); returns how many, for the operator to be told."""
+    closed = 0
     if isinstance(thing, AlertChannel):
         action, details = AuditAction.ALERT_CHANNEL, {"kind": thing.kind, "target": thing.shown_target}
     else:
         action = AuditAction.ALERT_RULE
         details = {"condition": thing.condition, "pipeline": thing.pipeline_name, "minutes": thing.minutes,
                    "channels": sorted(c.name for c in thing.channels.all()) if thing.pk else []}
+        if thing.pk and not thing.enabled:
+            closed = Incident.objects.filter(rule=thing, closed_at__isnull=True).update(closed_at=timezone.now())
+            if closed:
+                details["closed_incidents"] = closed
     audit.record(user, action, thing, details={"change": change, "enabled": thing.enabled, **details})
+    return closed
 
 
 def test_message(channel: AlertChannel, user) -> Delivery:

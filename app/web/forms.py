@@ -378,3 +378,4 @@ class AlertRuleForm(forms.ModelForm):
         self.fields["channels"].error_messages["required"] = "Pick at least one channel to tell (add one first)."
         self.fields["minutes"].help_text = "No worker / queued steps: how long; a late scheduled run: the grace after its slot"
         self.fields["remind_hours"].help_text = "While the incident is open and nobody acknowledged it; 0: never"
+        self.fields["enabled"].help_text = "Off: nothing is watched, and its open incidents are closed (no recovery message)"

@@ -41,8 +41,11 @@ def _edit(request, form_class, instance, what, template_title):
     if request.method == "POST" and form.is_valid():
         creating = instance is None
         thing = form.save()
-        alerts.saved(thing, request.user, "created" if creating else "changed")
+        closed = alerts.saved(thing, request.user, "created" if creating else "changed")
         messages.success(request, f"{what.capitalize()} “{thing.name}” {'created' if creating else 'saved'}.")
+        if closed:
+            messages.warning(request, f"It is off, so nothing is watched: its {closed} open incident(s) are closed, "
+                                      "without a recovery message.")
         return redirect("alert_list")
     status = 422 if request.method == "POST" else 200
     return render(request, "alerts/form.html", {"form": form, "title": template_title, "thing": instance}, status=status)
