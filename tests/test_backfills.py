@@ -141,7 +141,10 @@ def test_a_backfill_started_from_the_schedule_page_shows_its_progress(daily, ope
 @pytest.mark.worker
 def test_on_a_real_worker_a_backfill_never_runs_more_than_k_at_once(start_worker, operator):
     schedule = Schedule.objects.create(pipeline_name="fanout_demo", name="hourly", cron="0 * * * *")
-    backfill = backfills.start(schedule, days_ago(0.42), days_ago(0), 3, operator)  # 10 hourly slots
+    last_hour = datetime.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # 10 hourly slots, whatever the minute now: from just after one hour to just after the 10th.
+    backfill = backfills.start(schedule, last_hour - datetime.timedelta(hours=9, minutes=30),
+                               last_hour + datetime.timedelta(seconds=1), 3, operator)
     assert backfill.slots.count() == 10
     start_worker(SCHEDULER_SECONDS="0.2", WORKER_BEAT_SECONDS="0.2")
 
