@@ -21,6 +21,7 @@ schema = schemathesis.openapi.from_dict(api.get_openapi_schema(path_prefix="/api
 # which one schema for every pipeline cannot spell out.
 EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 GUNICORN_REQUEST_LINE = 4000
+REQUEST_SECONDS = 120
 
 
 @pytest.fixture
@@ -45,13 +46,15 @@ def with_known_ids(case, known):
 
 
 def call_and_validate(case, base_url, auth):
-    response = case.call(base_url=base_url, headers=auth)
+    # A generous timeout: a gunicorn worker loads the app (Django, scikit-learn, the pipelines)
+    # on its first request, which takes many seconds on a loaded machine.
+    response = case.call(base_url=base_url, headers=auth, timeout=REQUEST_SECONDS)
     if response.status_code == 414:
         # gunicorn's own answer to a request line over its limit (4,094 bytes), before the app.
         assert len(response.request.url) > GUNICORN_REQUEST_LINE
         return
     case.validate_response(response, headers=auth, excluded_checks=EXCLUDED,
-                           transport_kwargs={"base_url": base_url, "headers": auth})
+                           transport_kwargs={"base_url": base_url, "headers": auth, "timeout": REQUEST_SECONDS})
 
 
 @schema.parametrize()
