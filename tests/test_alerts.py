@@ -8,6 +8,7 @@ import http.server
 import json
 import threading
 import time
+import zoneinfo
 
 import pytest
 import time_machine
@@ -25,7 +26,7 @@ from app.models import (
     Status,
     WorkerHeartbeat,
 )
-from app.ops import alerts
+from app.ops import alerts, scheduler
 from app.pipelines import Params, param
 from app.runs import engine, tasks
 from tests.conftest import wait_for
@@ -242,14 +243,20 @@ def test_a_scheduled_run_that_did_not_succeed_in_time_or_never_started_opens_an_
     assert absent.closed_at is not None
 
 
-def test_an_every_minute_schedule_weeks_behind_is_late_for_its_latest_slot(flip, hook):
+def test_an_every_minute_schedule_whose_last_run_was_weeks_ago_is_late_for_its_latest_slot(flip, hook):
     rule_with(hook, condition="schedule_late", minutes=5)
     schedule = Schedule.objects.create(pipeline_name="t_flip", name="each minute", cron="* * * * *")
-    Schedule.objects.filter(pk=schedule.pk).update(created_at=timezone.now() - datetime.timedelta(weeks=3))
-    (late,) = alerts.evaluate()
-    # The slot named is the latest past its grace (5 to 6 minutes ago), not one a week back.
-    latest = (timezone.now() - datetime.timedelta(minutes=5)).replace(second=0, microsecond=0)
-    assert f"{latest:%Y-%m-%d %H:%M}" in late.summary or f"{latest - datetime.timedelta(minutes=1):%Y-%m-%d %H:%M}" in late.summary
+    weeks_ago = timezone.now() - datetime.timedelta(weeks=3)
+    Schedule.objects.filter(pk=schedule.pk).update(created_at=weeks_ago - datetime.timedelta(days=1))
+    ScheduledSlot.objects.create(schedule=schedule, slot=weeks_ago.replace(second=0, microsecond=0), outcome="started",
+                                 run=run(False))
+    now = timezone.now()
+
+    (late,) = alerts.evaluate(now)
+
+    # The slot named is the latest past its grace, not one a week (10,080 slots) back.
+    latest = (now - datetime.timedelta(minutes=5)).replace(second=0, microsecond=0)
+    assert late.summary == f"“each minute” (t_flip): no run started for the {latest:%Y-%m-%d %H:%M} UTC slot"
 
 
 @pytest.mark.parametrize("zone, until, expected", [
@@ -257,17 +264,32 @@ def test_an_every_minute_schedule_weeks_behind_is_late_for_its_latest_slot(flip,
     ("Europe/Berlin", "2026-03-29T01:10:00+00:00", "2026-03-29T01:00:00+00:00"),  # 03:00 CEST, not 02:30
     # New York falls back at 02:00 on 2026-11-01: 01:30 comes twice, the first one counts.
     ("America/New_York", "2026-11-01T06:45:00+00:00", "2026-11-01T05:30:00+00:00"),
+    ("America/New_York", "2026-11-01T06:10:00+00:00", "2026-11-01T05:30:00+00:00"),  # 01:10 the second time
     ("UTC", "2026-01-01T10:30:00+00:00", "2026-01-01T10:30:00+00:00"),  # at `until` itself
 ])
-def test_the_latest_slot_is_found_in_one_step_across_dst(zone, until, expected):
-    import zoneinfo
-
+def test_the_latest_slot_across_dst(zone, until, expected):
     until = datetime.datetime.fromisoformat(until)
     after = until - datetime.timedelta(days=30)
-    assert alerts.scheduler.latest_slot("30 * * * *" if zone != "Europe/Berlin" else "0,30 * * * *",
-                                        zoneinfo.ZoneInfo(zone), until, after) == datetime.datetime.fromisoformat(expected)
-    assert alerts.scheduler.latest_slot("30 * * * *", zoneinfo.ZoneInfo(zone), until, after=until) is None
+    assert scheduler.latest_slot("30 * * * *" if zone != "Europe/Berlin" else "0,30 * * * *",
+                                 zoneinfo.ZoneInfo(zone), until, after) == datetime.datetime.fromisoformat(expected)
+    assert scheduler.latest_slot("30 * * * *", zoneinfo.ZoneInfo(zone), until, after=until) is None
 
+
+@pytest.mark.parametrize("zone, night", [
+    ("Europe/Berlin", "2026-03-29T00:00:00+00:00"),  # 02:00 → 03:00
+    ("Europe/Berlin", "2026-10-25T00:00:00+00:00"),  # 03:00 → 02:00: 02:xx comes twice
+    ("America/New_York", "2026-03-08T06:00:00+00:00"),  # 02:00 → 03:00
+    ("America/New_York", "2026-11-01T04:00:00+00:00"),  # 02:00 → 01:00: 01:xx comes twice
+])
+def test_the_latest_slot_is_the_last_the_scheduler_would_run_across_a_clock_change(zone, night):
+    zone, night = zoneinfo.ZoneInfo(zone), datetime.datetime.fromisoformat(night)
+    after = night - datetime.timedelta(days=2)
+    for cron in ["* * * * *", "30 * * * *", "*/20 * * * *", "*/10 2 * * *", "15,45 1,2 * * *", "0 2 * * *"]:
+        every = scheduler.slots(cron, zone, after, until=night + datetime.timedelta(hours=5), limit=10_000)
+        for minutes in range(0, 4 * 60, 7):
+            until = night + datetime.timedelta(minutes=minutes, seconds=7)
+            expected = max((slot for slot in every if slot <= until), default=None)
+            assert scheduler.latest_slot(cron, zone, until, after) == expected, f"{cron} until {until:%H:%M:%S} UTC"
 
 
 @pytest.mark.worker

@@ -44,6 +44,10 @@ ALIASES = {
     "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *",
 }
 MAX_MISSED = 1000  # a catch-up counts the slots it stands for up to this many
+# latest_slot steps back past slots later than `until` only across a clock change: the times a
+# gap skips (they run a gap's length on) or the rest of an hour passed twice, one a minute at
+# most, and the longest change was a day (Samoa skipped 30 December 2011).
+MAX_STEPS_BACK = 24 * 60 + 1
 
 
 class CronError(ValueError):
@@ -112,10 +116,17 @@ def slots(expression: str, zone: zoneinfo.ZoneInfo, after: datetime.datetime, un
 
 
 def latest_slot(expression: str, zone: zoneinfo.ZoneInfo, until: datetime.datetime, after: datetime.datetime):
-    """The last slot (UTC) at or before `until` and after `after`, or None: one step back
-    with croniter, however many slots lie between (an every-minute schedule has 10,080 a week)."""
-    cursor = croniter(expression, until.astimezone(zone).replace(tzinfo=None) + datetime.timedelta(seconds=1))
-    for _ in range(4):  # a slot that `until`'s second, or a DST gap, put after `until`: the one before
+    """The last slot (UTC) at or before `until` and after `after`, or None: the last of
+    `slots(expression, zone, after, until)`, DST read the same way (fold=0), found by stepping
+    back with croniter from `until` however many slots lie between (an every-minute schedule
+    has 10,080 a week)."""
+    local = until.astimezone(zone)
+    # The latest wall-clock time that can be a slot at or before `until`: `until`'s own, or in
+    # the hour the clocks pass twice, on the second pass, the same time an offset's change later
+    # (01:10 the second time: the first pass's 01:59 came before it, and fold=0 takes that one).
+    start = local.replace(tzinfo=None) + (local.replace(fold=0).utcoffset() - local.utcoffset())
+    cursor = croniter(expression, start + datetime.timedelta(seconds=1))  # get_prev is strictly before
+    for _ in range(MAX_STEPS_BACK):
         moment = _instant(cursor.get_prev(datetime.datetime), zone)
         if moment <= until:
             return moment if moment > after else None
