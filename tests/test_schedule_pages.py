@@ -27,6 +27,8 @@ def test_an_operator_creates_a_schedule_and_sees_it_in_words_with_its_next_slots
         response = create(operator_client)
         schedule = Schedule.objects.get()
         page = operator_client.get(response["Location"]).content.decode()
+        listed = operator_client.get("/pipelines/fanout_demo/").content.decode()
+        schedules = operator_client.get("/schedules/").content.decode()
 
     assert response.status_code == 302 and response["Location"] == f"/schedules/{schedule.pk}/"
     assert (schedule.pipeline_name, schedule.cron, schedule.timezone) == ("fanout_demo", "30 2 * * *", "Europe/Berlin")
@@ -34,9 +36,8 @@ def test_an_operator_creates_a_schedule_and_sees_it_in_words_with_its_next_slots
     assert "No slot has come due yet." in page
     event = AuditEvent.objects.get(action=AuditAction.SCHEDULE_CREATE)
     assert event.details["cron"] == "30 2 * * *" and event.target_url == f"/schedules/{schedule.pk}/"
-    listed = operator_client.get("/pipelines/fanout_demo/").content.decode()
     assert "nightly" in listed and "At 02:30" in listed
-    assert "nightly" in operator_client.get("/schedules/").content.decode()
+    assert "nightly" in schedules
 
 
 @pytest.mark.parametrize("changes, field_error", [
