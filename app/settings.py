@@ -92,6 +92,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Where people reach the dashboard: links printed by commands (run_pipeline --wait).
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "app.web.errors.csrf_failure"  # "this form has expired", not Django's raw 403
 ARTIFACTS_DIR = DATA_DIR / "artifacts"
 # Set for several machines: every process then keeps and reads artifacts in one bucket.
 ARTIFACTS_URL = env_str("ARTIFACTS_URL")
@@ -130,9 +131,12 @@ MIDDLEWARE = [
     # Before the login check: an expired session is ended, and an htmx request that needs a
     # login is sent to the login page as a whole page, not pasted into the one it polls.
     "app.web.security.SessionPolicyMiddleware",
+    "app.web.times.TimezoneMiddleware",  # times in the viewer's zone (the browser's, see static/js/live.js)
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "app.web.htmx.MessagesMiddleware",  # an action done with htmx replaces the messages shown
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "app.web.errors.NotAllowedPageMiddleware",  # a page, not a blank 405, for a GET of a POST-only address
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -157,6 +161,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "app.web.access.roles",
             ],
+            "builtins": ["app.web.times"],  # the `when` and `ago` filters, in every template
         },
     },
 ]

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from app.api import urls as api_urls
+from app.web import access
 from app.web.views import (
     actions,
     alerts,
@@ -17,6 +18,13 @@ from app.web.views import (
     schedules,
     tokens,
 )
+
+handler400 = "app.web.errors.bad_request"
+handler403 = "app.web.errors.permission_denied"
+handler404 = "app.web.errors.not_found"
+handler500 = "app.web.errors.server_error"
+
+API = api_urls.urlpatterns(token=access.token, signed_in=access.any_role, public=access.public)
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -81,7 +89,7 @@ urlpatterns = [
     path("models/<str:name>/versions/<int:number>/deploy/", models.version_deploy, name="version_deploy"),
     path("tokens/", tokens.token_list, name="token_list"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
-    path("api/", include((api_urls.urlpatterns(), "api"), namespace="api")),
+    path("api/", include((API, "api"), namespace="api")),
     path("audit/", audit.audit_list, name="audit_list"),
     path("admin/", admin.site.urls),
 ]

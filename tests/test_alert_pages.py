@@ -112,3 +112,6 @@ def test_turning_a_rule_off_closes_its_open_incidents_and_says_so(operator_clien
     incident.refresh_from_db()
     assert incident.closed_at is not None and not Delivery.objects.exists()  # nobody told of a recovery that did not happen
     assert AuditEvent.objects.filter(action=AuditAction.ALERT_RULE).last().details["closed_incidents"] == 1
+    shown = operator_client.get(f"/incidents/{incident.pk}/").content.decode()
+    assert "rule turned off" in shown and ">recovered<" not in shown  # it did not recover: nobody is told it did
+    assert "rule turned off" in operator_client.get("/incidents/?state=closed").content.decode()

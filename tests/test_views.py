@@ -650,7 +650,7 @@ def test_it_shows_the_failure_of_a_failed_run(operator_client):
 
     assert response.status_code == 200
     page = text(response)
-    assert '<span class="label">4/4 · 100%</span>' in page
+    assert '<span class="label">4/4 · failed</span>' in page
     assert '<span class="badge big st-failed" id="run-status">failed</span>' in page
     assert '<pre class="log traceback">Traceback (most recent call last):' in page
     assert "ValueError: 1 record(s) have a negative amount: ids [5]" in page

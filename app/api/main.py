@@ -10,12 +10,13 @@ that, 413 body too large, 422 invalid values, 503 the database, disk or queue re
 import logging
 
 from django.db import DatabaseError
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.openapi.docs import Swagger
 
 from app.api import predict, runs, tokens
+from app.api.errors import error
 from app.api.parsing import BadBody, LimitedParser
 from app.ops import operate
 from app.runs.paramsets import SetRefused
@@ -46,13 +47,6 @@ api = NinjaAPI(
 api.add_router("/pipelines", runs.pipelines, tags=["pipelines"])
 api.add_router("/runs", runs.router, tags=["runs"])
 api.add_router("/models", predict.router, tags=["predictions"])
-
-
-def error(message, status, errors=None):
-    body = {"error": message}
-    if errors:
-        body["errors"] = errors
-    return JsonResponse(body, status=status)
 
 
 @api.exception_handler(tokens.Refused)

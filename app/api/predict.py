@@ -9,6 +9,7 @@ from django.http import JsonResponse
 from ninja import Router
 
 from app.api import auth
+from app.api.errors import error
 from app.api.parsing import request_body
 from app.api.schemas import Error, Instances, Prediction
 from app.mlmodels import serving
@@ -27,7 +28,7 @@ def predict(request, name: str):
     try:
         return JsonResponse(serving.predict(name, request_body(request)))
     except serving.ServingError as exc:
-        return JsonResponse({"error": str(exc)}, status=exc.status)
+        return error(str(exc), exc.status)
 
 
 # Clients rarely add a trailing slash; those that do are answered the same.

@@ -21,7 +21,7 @@ from pydantic import BeforeValidator
 from app import artifacts
 from app.api import auth
 from app.api.schemas import Error, Pipeline, RunDetail, RunSummary, Started, Trigger
-from app.models import ParameterSet, PipelineState, Run, Status, StepRun
+from app.models import RUN_STATUSES, ParameterSet, PipelineState, Run, Status, StepRun
 from app.ops import operate, scheduler
 from app.pipelines.params import ParamError
 from app.pipelines.registry import DEFAULT_QUEUE, registry
@@ -32,7 +32,6 @@ router = Router(auth=auth.RUNS_READ)
 
 READ_ERRORS = {code: Error for code in (401, 403, 404, 422, 503)}
 WRITE_ERRORS = {code: Error for code in (400, 401, 403, 404, 409, 413, 422, 503)}
-RUN_STATUSES = [Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED]
 
 
 # --- pipelines -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class RunSummary(Schema):
     trigger_source: str = Field(description="web, api, cli, schedule, retry or rerun")
     triggered_by: str | None
     retry_of: int | None = Field(alias="retry_of_id", description="The first run of the chain this run retries")
+    rerun_of: int | None = Field(alias="rerun_of_id", description="The run this run re-runs (all steps again)")
     attempt: int
     steps_total: int
     steps_finished: int

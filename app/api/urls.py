@@ -1,18 +1,23 @@
-"""The API's URLs: django-ninja's, each view declared for the role matrix and answering in
-JSON where Django or ninja would not (a wrong method's 405, a 404 raised outside an endpoint),
-plus a JSON 404 for every other path under /api/."""
+"""The API's URLs: django-ninja's, answering in JSON where Django or ninja would not (a wrong
+method's 405, a 404 raised outside an endpoint), plus a JSON 404 for every other path under
+/api/.
+
+Who may call what is the web layer's to declare (app.web.access): the URL root hands its
+decorators in, so the policy every view carries is set in one place for the whole site."""
 
 import functools
+from collections.abc import Callable
 
-from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from app.api.errors import error
 from app.api.main import api
 
-POLICY_ATTR = "access_policy"  # what app.web.access declares and the role matrix test reads
+Decorator = Callable[[Callable], Callable]
 SIGNED_IN = {"openapi-json", "openapi-view"}  # the schema and docs: for anyone signed in
+PUBLIC = {"api-root"}
 
 
 def _json_errors(view):
@@ -21,10 +26,10 @@ def _json_errors(view):
         try:
             response = view(request, *args, **kwargs)
         except Http404 as exc:
-            return JsonResponse({"error": str(exc) or f"nothing at {request.path}"}, status=404)
+            return error(str(exc) or f"nothing at {request.path}", 404)
         if isinstance(response, HttpResponseNotAllowed):
             allowed = response["Allow"]
-            response = JsonResponse({"error": f"{request.method} is not allowed here: use {allowed}"}, status=405)
+            response = error(f"{request.method} is not allowed here: use {allowed}", 405)
             response["Allow"] = allowed
         return response
 
@@ -32,26 +37,19 @@ def _json_errors(view):
 
 
 def not_found(request, rest=""):
-    return JsonResponse(
-        {"error": f"there is no API endpoint at {request.path}; the endpoints are listed at /api/docs"}, status=404
-    )
+    return error(f"there is no API endpoint at {request.path}; the endpoints are listed at /api/docs", 404)
 
 
-def _declared(pattern: URLPattern) -> URLPattern:
-    view = _json_errors(pattern.callback)
-    if pattern.name in SIGNED_IN:
-        setattr(view, POLICY_ATTR, "any_role")
-    elif pattern.name == "api-root":
-        view = login_not_required(view)
-        setattr(view, POLICY_ATTR, "public")
-    else:
-        view = csrf_exempt(login_not_required(view))
-        setattr(view, POLICY_ATTR, "token")
-    return URLPattern(pattern.pattern, view, pattern.default_args, pattern.name)
+def urlpatterns(*, token: Decorator, signed_in: Decorator, public: Decorator) -> list[URLPattern]:
+    """ninja's patterns, each view wrapped by the decorator of its policy: `token` for the
+    endpoints (an API token, no session, no CSRF), `signed_in` for the schema and the docs,
+    `public` for the API root and the catch-all 404 (which answers any method without a
+    CSRF check: a POST to a mistyped path is told it is mistyped, not that its CSRF token is
+    missing)."""
 
+    def declared(pattern: URLPattern) -> URLPattern:
+        policy = signed_in if pattern.name in SIGNED_IN else public if pattern.name in PUBLIC else token
+        return URLPattern(pattern.pattern, policy(_json_errors(pattern.callback)), pattern.default_args, pattern.name)
 
-def urlpatterns():
     patterns, _app, _namespace = api.urls
-    catch_all = csrf_exempt(login_not_required(not_found))
-    setattr(catch_all, POLICY_ATTR, "public")
-    return [_declared(p) for p in patterns] + [re_path(r"^(?P<rest>.*)$", catch_all, name="not_found")]
+    return [declared(p) for p in patterns] + [re_path(r"^(?P<rest>.*)$", public(csrf_exempt(not_found)), name="not_found")]

@@ -23,6 +23,7 @@ from app.models.ops import (  # noqa: F401
     Backfill,
     BackfillSlot,
     ChannelKind,
+    CloseReason,
     Condition,
     Delivery,
     DeliveryEvent,
@@ -35,6 +36,7 @@ from app.models.ops import (  # noqa: F401
 )
 from app.models.runs import (  # noqa: F401
     FINISHED,
+    RUN_STATUSES,
     UNFINISHED,
     AuditAction,
     AuditEvent,

@@ -208,6 +208,11 @@ class AlertRule(models.Model):
         return reverse("alert_list")
 
 
+class CloseReason(models.TextChoices):
+    RECOVERED = "recovered", "recovered"
+    RULE_OFF = "rule_off", "closed: its rule was turned off"
+
+
 class Incident(models.Model):
     """A condition that holds: opened once (one message), open while it holds (reminders at
     most every remind_hours unless acknowledged), closed with a recovery message."""
@@ -219,6 +224,7 @@ class Incident(models.Model):
     link = models.CharField(max_length=300, blank=True)
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    closed_because = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
     acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True, help_text="The last message about it (opened or reminder)")

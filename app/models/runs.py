@@ -63,6 +63,8 @@ class Status(models.TextChoices):
 
 UNFINISHED = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
+# What a run (not a step) can be: waiting, retrying and upstream failed are steps' only.
+RUN_STATUSES = (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 
 class Run(Timed, models.Model):
@@ -82,6 +84,8 @@ class Run(Timed, models.Model):
     # Retry from failure makes a new run: `retry_of` is the first run of the chain of attempts.
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     attempt = models.PositiveIntegerField(default=1)
+    # A re-run (the same or edited parameters, every step run again) names the run it re-runs.
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

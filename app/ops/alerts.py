@@ -34,6 +34,7 @@ from app.models import (
     AlertRule,
     AuditAction,
     ChannelKind,
+    CloseReason,
     Condition,
     Delivery,
     DeliveryEvent,
@@ -172,7 +173,8 @@ def evaluate(now=None) -> list[Incident]:
             changed.extend(_evaluate(rule, now))
         except Exception:
             log.exception("alert rule %s could not be evaluated; the next period tries again", rule.pk)
-    Incident.objects.filter(rule__enabled=False, closed_at__isnull=True).update(closed_at=now)
+    Incident.objects.filter(rule__enabled=False, closed_at__isnull=True).update(
+        closed_at=now, closed_because=CloseReason.RULE_OFF)
     return changed
 
 
@@ -204,8 +206,9 @@ def _evaluate(rule: AlertRule, now) -> list[Incident]:
         if subject in found:
             continue
         with transaction.atomic():
-            if Incident.objects.filter(pk=incident.pk, closed_at__isnull=True).update(closed_at=now):
-                incident.closed_at = now
+            if Incident.objects.filter(pk=incident.pk, closed_at__isnull=True).update(
+                    closed_at=now, closed_because=CloseReason.RECOVERED):
+                incident.closed_at, incident.closed_because = now, CloseReason.RECOVERED
                 notify(incident, DeliveryEvent.RECOVERED, now)
                 changed.append(incident)
     return changed
@@ -374,7 +377,8 @@ def saved(thing, user, change: str) -> int:
         details = {"condition": thing.condition, "pipeline": thing.pipeline_name, "minutes": thing.minutes,
                    "channels": sorted(c.name for c in thing.channels.all()) if thing.pk else []}
         if thing.pk and not thing.enabled:
-            closed = Incident.objects.filter(rule=thing, closed_at__isnull=True).update(closed_at=timezone.now())
+            closed = Incident.objects.filter(rule=thing, closed_at__isnull=True).update(
+                closed_at=timezone.now(), closed_because=CloseReason.RULE_OFF)
             if closed:
                 details["closed_incidents"] = closed
     audit.record(user, action, thing, details={"change": change, "enabled": thing.enabled, **details})

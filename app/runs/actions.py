@@ -118,7 +118,8 @@ def rerun(run: Run, user) -> tuple[Run, list[int]]:
         raise ActionRefused(f"Run #{run.pk} has not finished yet; cancel it first or wait.")
     try:
         return engine.start_run(
-            run.pipeline_name, run.params, user=user, source="rerun", parameter_revision=run.parameter_revision
+            run.pipeline_name, run.params, user=user, source="rerun", parameter_revision=run.parameter_revision,
+            rerun_of=run,
         )
     except engine.UnknownPipeline as exc:
         raise ActionRefused(str(exc)) from None

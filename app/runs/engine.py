@@ -213,7 +213,8 @@ def snapshot_for(pipe) -> PipelineSnapshot:
 
 
 def start_run(
-    pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None
+    pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None,
+    rerun_of=None,
 ):
     """Create a run and its step runs in one transaction.
 
@@ -236,6 +237,7 @@ def start_run(
             triggered_by=user if user is not None and user.is_authenticated else None,
             trigger_source=source,
             parameter_revision=parameter_revision,
+            rerun_of=rerun_of,
             steps_total=len(steps),
         )
         StepRun.objects.bulk_create(

@@ -173,12 +173,16 @@ def revision_for(parameter_set: ParameterSet | None, params: dict) -> ParameterS
         return None
 
 
-def trigger(pipeline_name: str, params: dict, user, revision: ParameterSetRevision | None = None, *, source="web"):
+def trigger(pipeline_name: str, params: dict, user, revision: ParameterSetRevision | None = None, *, source="web",
+            rerun_of=None):
     """Start a run (through tasks.trigger) and record it in the audit trail, naming the set
     revision its values came from. Call inside the transaction of any other change it needs."""
     with transaction.atomic():
-        run = tasks.trigger(pipeline_name, params, user=user, source=source, parameter_revision=revision)
+        run = tasks.trigger(pipeline_name, params, user=user, source=source, parameter_revision=revision,
+                            rerun_of=rerun_of)
         details = {"params": run.params}
+        if rerun_of is not None:
+            details["rerun_of"] = rerun_of.pk
         if revision is not None:
             details.update(parameter_set=revision.parameter_set.name, revision=revision.number)
         audit.record(user, AuditAction.TRIGGER, run, details=details)

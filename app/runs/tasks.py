@@ -177,11 +177,12 @@ def schedule_retries(ready: engine.Ready):
     ready.later.clear()
 
 
-def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web", parameter_revision=None):
+def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web", parameter_revision=None,
+            rerun_of=None):
     """Start a run on the queue: its first steps are enqueued once the run is committed."""
-    return start(
-        engine.start_run(pipeline_name, params, user=user, source=source, parameter_revision=parameter_revision)
-    )
+    return start(engine.start_run(
+        pipeline_name, params, user=user, source=source, parameter_revision=parameter_revision, rerun_of=rerun_of
+    ))
 
 
 def start(created: tuple) -> Run:

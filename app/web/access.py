@@ -50,6 +50,11 @@ def operator_required(view):
     return _declare(wrapped, "operator")
 
 
+def token(view):
+    """The JSON API's endpoints: app.api.tokens checks the token and its scope in the view."""
+    return _declare(csrf_exempt(login_not_required(view)), "token")
+
+
 def metrics_token(view):
     """Prometheus' scraper: `Authorization: Bearer <METRICS_TOKEN>`, not a session; 404 while
     no METRICS_TOKEN is set (the metrics are off), 401 without it."""

@@ -10,6 +10,7 @@ from django.core.validators import validate_email
 from django.utils import timezone
 
 from app.models import (
+    RUN_STATUSES,
     AlertChannel,
     AlertRule,
     AuditAction,
@@ -20,7 +21,6 @@ from app.models import (
     PipelineSnapshot,
     PromotionRule,
     Schedule,
-    Status,
 )
 from app.ops import scheduler
 from app.pipelines.registry import ParamError, registry
@@ -105,7 +105,7 @@ class ParamsForm(forms.Form):
 
 class RunFilterForm(forms.Form):
     pipeline = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=[("", "any status")] + list(Status.choices))
+    status = forms.ChoiceField(required=False, choices=[("", "any status")] + [(s.value, s.label) for s in RUN_STATUSES])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

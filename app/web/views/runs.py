@@ -1,5 +1,6 @@
 import functools
 import logging
+from collections import Counter
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -89,6 +90,7 @@ def trigger(request, name):
     run = operate.start(
         pipe.name, form.cleaned_data["params"], request.user,
         parameter_set=source_set, save_to_set=bool(request.POST.get("save_to_set")),
+        rerun_of=source_run(pipe, request.POST.get("from_run", "")),
     )
     if run.start_error:
         messages.error(request, f"Run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
@@ -98,6 +100,13 @@ def trigger(request, name):
         messages.success(request, f"Run #{run.pk} of {pipe.name} started.")
         warn_if_paused(request, pipe.name)
     return redirect(run)
+
+
+def source_run(pipe, run_id: str) -> Run | None:
+    """The run of this pipeline the form's values came from (`from_run`), if it still exists."""
+    if not run_id.isdigit():
+        return None
+    return Run.objects.filter(pk=int(run_id), pipeline_name=pipe.name).first()
 
 
 def warn_if_paused(request, pipeline_name):
@@ -141,8 +150,16 @@ def _live_context(run):
         # A large run's DAG is ~1.4 KB a step on every poll: poll it less often.
         "poll_every": "5s" if run.steps_total > dag_svg.LARGE_STEPS else "1s",
         "legend": dag_svg.STATUS_LABELS,
+        "step_counts": step_counts(step_runs),
         "queues_without_worker": queues_without_worker(step_runs),
     }
+
+
+def step_counts(step_runs) -> list[tuple[str, str, int]]:
+    """(status, label, how many steps) for the statuses the run's steps are in, in the
+    legend's order: what the progress bar alone cannot say (7 succeeded, 1 failed, 2 skipped)."""
+    counts = Counter(sr.status for sr in step_runs)
+    return [(status, label, counts[status]) for status, label in dag_svg.STATUS_LABELS.items() if counts[status]]
 
 
 def queues_without_worker(step_runs) -> list[str]:

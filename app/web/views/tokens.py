@@ -1,5 +1,6 @@
 """API tokens: each user creates and revokes their own (admins manage everyone's in the admin)."""
 
+import secrets
 from datetime import timedelta
 
 from django import forms
@@ -14,6 +15,7 @@ from app.api import tokens
 from app.models import ApiToken, RegisteredModel, TokenScope
 from app.web.access import any_role
 
+SENT_FORMS = "token_forms_sent"
 EXPIRY_DAYS = [("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"), ("never", "never")]
 
 
@@ -28,6 +30,9 @@ class TokenForm(forms.Form):
         error_messages={"required": "Choose at least one thing the token may do."},
     )
     expires = forms.ChoiceField(label="Expires", choices=EXPIRY_DAYS, initial="90")
+    # One token per form shown: a reload of the page that showed a new token sends the same
+    # form again, and must not create a second token (the first one's secret is gone).
+    once = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -35,6 +40,7 @@ class TokenForm(forms.Form):
         # Only an operator's token may read or change runs: it does what its user may do.
         allowed = tokens.allowed_scopes(user)
         self.fields["scopes"].choices = [(s.value, s.label) for s in TokenScope if s.value in allowed]
+        self.fields["once"].initial = secrets.token_urlsafe(16)
 
     def expires_at(self):
         days = self.cleaned_data["expires"]
@@ -50,7 +56,12 @@ def token_list(request):
     new_scopes = []
     status = 200
     if request.method == "POST":
-        if form.is_valid():
+        if form.is_valid() and _sent_before(request, form.cleaned_data["once"]):
+            messages.warning(request, "That form was sent again (a reload?): no second token was made. The token it "
+                                      "made is in the list below; its secret was shown once only. If you did not copy "
+                                      "it, revoke it and create another.")
+            form = TokenForm(request.user)
+        elif form.is_valid():
             token, secret = tokens.create(
                 request.user, form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], expires_at=form.expires_at()
             )
@@ -67,6 +78,17 @@ def token_list(request):
         "new_scopes": new_scopes,
         "tokens": ApiToken.objects.filter(user=request.user),
     }, status=status)
+
+
+def _sent_before(request, once: str) -> bool:
+    """Whether this form (its `once` value) already made a token in this session; records it."""
+    if not once:
+        return False
+    sent = request.session.get(SENT_FORMS, [])
+    if once in sent:
+        return True
+    request.session[SENT_FORMS] = (sent + [once])[-20:]
+    return False
 
 
 def example_call():

@@ -1,0 +1,118 @@
+"""Times as people read them: in the viewer's time zone, saying which, with UTC on hover.
+
+- `TimezoneMiddleware` makes the viewer's zone the current one for the request: the zone
+  their browser reports (static/js/live.js keeps it in the `tz` cookie), else TIME_ZONE.
+  Django's `date` filter and `localtime` then convert every aware time to it.
+- The `when` and `ago` filters (built in for every template, see TEMPLATES) write a time as
+  `<time>` with its ISO value and a title giving it in UTC and how long ago it was.
+"""
+
+import datetime
+import functools
+import zoneinfo
+
+from django import template
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+COOKIE = "tz"
+register = template.Library()
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
+    return zoneinfo.ZoneInfo(name) if name in _zones() else None
+
+
+class TimezoneMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        zone = zone_named(request.COOKIES.get(COOKIE, ""))
+        if zone is not None:
+            timezone.activate(zone)
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
+
+
+FORMATS = {"minutes": "Y-m-d H:i", "seconds": "Y-m-d H:i:s", "date": "Y-m-d"}
+
+
+def _ago(value: datetime.datetime, now: datetime.datetime) -> str:
+    seconds = (now - value).total_seconds()
+    if -5 < seconds < 5:
+        return "just now"
+    if seconds < 0:
+        return f"in {timesince(now, value)}"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    return f"{timesince(value, now)} ago"
+
+
+def _title(value: datetime.datetime, now: datetime.datetime) -> str:
+    utc = value.astimezone(datetime.UTC)
+    return f"{utc:%Y-%m-%d %H:%M:%S} UTC · {_ago(value, now)}"
+
+
+@register.filter
+def when(value, style="minutes"):
+    """`{{ run.created_at|when }}` → 2026-12-02 20:33 in the viewer's zone; `when:"seconds"`
+    adds the seconds, `when:"date"` is the day only, and `when:"time"` is the time of day
+    alone when it is today (a step's start on a run page) and with its date when it is not."""
+    if not isinstance(value, datetime.datetime):
+        return ""
+    now = timezone.now()
+    local = timezone.localtime(value)
+    if style == "time":
+        shown = date_format(local, "H:i:s" if local.date() == timezone.localtime(now).date() else "Y-m-d H:i:s")
+    else:
+        shown = date_format(local, FORMATS.get(style, FORMATS["minutes"]))
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), _title(value, now), shown)
+
+
+@register.filter
+def ago(value):
+    """`{{ run.created_at|ago }}` → "12 s ago", "just now", "3 hours ago", with the time itself
+    (the viewer's zone and UTC) on hover."""
+    if not isinstance(value, datetime.datetime):
+        return ""
+    now = timezone.now()
+    local = timezone.localtime(value)
+    title = f"{date_format(local, 'Y-m-d H:i:s T')} · {value.astimezone(datetime.UTC):%H:%M:%S} UTC"
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), title, _ago(value, now))
+
+
+def _span(seconds: float, precise: bool) -> str:
+    if seconds < 60:
+        return f"{seconds:.3f} s" if precise and seconds < 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def took(row, style=""):
+    """How long a run, step or attempt took (`started_at` to `finished_at`), or, while it
+    runs, how long it has been running so far (refreshed by every poll): "—" before it
+    starts. `took:"precise"` gives milliseconds under 10 s (steps are often that quick)."""
+    started, finished = getattr(row, "started_at", None), getattr(row, "finished_at", None)
+    if started is None:
+        return format_html('<span class="muted">—</span>')
+    if finished is not None:
+        return _span((finished - started).total_seconds(), style == "precise")
+    so_far = max((timezone.now() - started).total_seconds(), 0)
+    return format_html('<span class="elapsed" title="running since {}">{} so far</span>',
+                       timezone.localtime(started).strftime("%H:%M:%S"), _span(so_far, False))
