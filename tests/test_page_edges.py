@@ -112,7 +112,7 @@ def test_a_failed_run_does_not_claim_100_percent(operator_client, define):
         assert "3/3 · failed" in page and "3/3 · 100%" not in page
     page = text(operator_client.get(f"/runs/{run.pk}/"))
     counts = re.search(r'<p class="step-counts[^>]*>(.*?)</p>', page, re.S).group(1)
-    assert "1 ✓ succeeded" in counts and "1 ✗ failed" in counts and "1 ⊘ upstream failed" in counts
+    assert ">1 succeeded<" in counts and ">1 failed<" in counts and ">1 upstream failed<" in counts
 
 
 def test_a_succeeded_run_shows_100_percent(operator_client):

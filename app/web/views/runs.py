@@ -159,7 +159,7 @@ def step_counts(step_runs) -> list[tuple[str, str, int]]:
     """(status, label, how many steps) for the statuses the run's steps are in, in the
     legend's order: what the progress bar alone cannot say (7 succeeded, 1 failed, 2 skipped)."""
     counts = Counter(sr.status for sr in step_runs)
-    return [(status, label, counts[status]) for status, label in dag_svg.STATUS_LABELS.items() if counts[status]]
+    return [(status, Status(status).label, counts[status]) for status in dag_svg.STATUS_LABELS if counts[status]]
 
 
 def queues_without_worker(step_runs) -> list[str]:
