@@ -68,7 +68,8 @@ def test_it_shows_the_time_with_how_long_ago(operator_client, events):
     response = operator_client.get("/audit/")
 
     when = timezone.localtime(events[0].at).strftime("%Y-%m-%d %H:%M:%S")
-    assert re.search(rf'<time datetime="[^"]+" title="0\xa0minutes ago">{when}</time>', table(response))
+    utc = events[0].at.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert re.search(rf'<time datetime="[^"]+" title="{utc} UTC · (just now|\d+ s ago)">{when}</time>', table(response))
 
 
 def test_it_shows_a_label_when_the_target_has_no_page(operator_client, operator):

@@ -10,7 +10,6 @@ from django.core.validators import validate_email
 from django.utils import timezone
 
 from app.models import (
-    RUN_STATUSES,
     AlertChannel,
     AlertRule,
     AuditAction,
@@ -18,7 +17,6 @@ from app.models import (
     ChannelKind,
     Condition,
     ParameterSet,
-    PipelineSnapshot,
     PromotionRule,
     Schedule,
 )
@@ -101,17 +99,6 @@ class ParamsForm(forms.Form):
         """Show each error of the declaration at its field (or above the form)."""
         for name, message in exc.errors.items():
             self.add_error(name if name in self.fields else None, message)
-
-
-class RunFilterForm(forms.Form):
-    pipeline = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=[("", "any status")] + [(s.value, s.label) for s in RUN_STATUSES])
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Pipelines that ran once stay filterable after their code is removed or broken.
-        names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True))
-        self.fields["pipeline"].choices = [("", "all pipelines")] + [(n, n) for n in sorted(names)]
 
 
 class AuditFilterForm(forms.Form):

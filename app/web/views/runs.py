@@ -18,9 +18,9 @@ from app.ops import operate, scheduler
 from app.pipelines import dag_svg
 from app.runs import tasks, worker
 from app.tracking import results
-from app.web import tables
+from app.web import filters, tables
 from app.web.access import operator_required
-from app.web.forms import ParamsForm, RunFilterForm
+from app.web.forms import ParamsForm
 from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_404
 
 RUNS_PER_PAGE = 25
@@ -119,19 +119,28 @@ def warn_if_paused(request, pipeline_name):
 @require_GET
 @operator_required
 def run_list(request):
-    form = RunFilterForm(request.GET)
-    runs = Run.objects.select_related("triggered_by")
-    if form.is_valid():
-        if form.cleaned_data["pipeline"]:
-            runs = runs.filter(pipeline_name=form.cleaned_data["pipeline"])
-        if form.cleaned_data["status"]:
-            runs = runs.filter(status=form.cleaned_data["status"])
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    found = filters.RunFilter(request.GET, queryset=filters.runs())
+    page = Paginator(found.qs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     polling = any(run.status in UNFINISHED for run in page)
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": form, "page": page, "polling": polling, "query": query.urlencode()}
+    context = {"form": found.form, "page": page, "polling": polling, "query": query.urlencode(),
+               "columns": sort_links(request.GET)}
     return _respond(request, "runs/list.html", context, polling)
+
+
+def sort_links(params) -> dict[str, dict]:
+    """Per sortable column: the link that sorts by it (ascending, or descending when it is
+    the current ascending sort) and its aria-sort state; the other filters are kept."""
+    current = params.get("o", "")
+    columns = {}
+    for key, label in filters.SORTABLE.items():
+        state = "ascending" if current == key else "descending" if current == f"-{key}" else "none"
+        query = params.copy()
+        query.pop("page", None)
+        query["o"] = f"-{key}" if state == "ascending" else key
+        columns[key] = {"label": label, "href": "?" + query.urlencode(), "state": state}
+    return columns
 
 
 def _live_context(run):
