@@ -132,7 +132,7 @@ def test_a_failure_alert_arrives_shows_as_an_open_incident_and_clears_with_the_n
     page.goto(f"{base}/incidents/")
     listed = page.locator("tbody tr", has_text=summary)
     expect(listed.locator(".badge")).to_have_text("recovered")  # closed, and why
-    expect(listed.locator("td").nth(3)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$"))
+    expect(listed.locator("td").nth(3)).to_have_text(re.compile(r"^recovered\s+\d{4}-\d\d-\d\d \d\d:\d\d$"))
     page.goto(f"{base}/incidents/?state=open")
     expect(page.locator("main")).to_contain_text("No incidents open.")
 
