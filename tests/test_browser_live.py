@@ -4,7 +4,7 @@ opened log panel and the keyboard focus survive the polls."""
 
 import pytest
 
-from app.models import Run
+from app.models import Metric, Run
 from tests.conftest import wait_for
 from tests.test_browser import SCREENSHOTS, log_in
 
@@ -22,12 +22,12 @@ def start(page, live_server, operator, **params):
     return Run.objects.get()
 
 
-def polls_settled(page):
-    return page.evaluate("window.settled || 0")
+def polls_done(page):
+    return page.evaluate("window.polls || 0")
 
 
 def count_polls(page):
-    page.evaluate("window.settled = 0; document.addEventListener('htmx:afterSettle', () => window.settled++)")
+    page.evaluate("window.polls = 0; document.addEventListener('htmx:afterRequest', () => window.polls++)")
 
 
 def test_a_lost_connection_and_a_failing_proxy_are_said_and_cleared(live_server, worker, operator, page):
@@ -67,8 +67,14 @@ def test_an_opened_log_panel_and_the_focus_survive_the_polls(live_server, worker
     cancel = page.locator(f'form[action="/runs/{run.pk}/cancel/"] button')
     cancel.focus()
     count_polls(page)
-    wait_for(lambda: polls_settled(page) >= 3, timeout=20, message="three polls")
+    wait_for(lambda: polls_done(page) >= 3, timeout=20, message="three polls")
     assert cancel.evaluate("b => b === document.activeElement") is True  # a poll does not throw the focus away
+    # A poll that changed something swaps the summary around the button (out of band): still focused.
+    load = run.step_runs.get(step_name="load")
+    Metric.objects.create(run=run, step_run=load, attempt=load.attempt, name="probe", value=1.5)
+    page.locator("#metrics", has_text="probe").wait_for(timeout=10_000)
+    assert run.step_runs.filter(status="running").count() == 3  # the run still runs: the button is there
+    assert cancel.evaluate("b => b === document.activeElement") is True
 
     page.locator("#run-status", has_text="succeeded").wait_for(timeout=60_000)
     # The final poll replaced the logs with every step's: the panel the operator opened is still open.

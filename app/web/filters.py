@@ -17,7 +17,7 @@ RUN_ID = re.compile(r"^#?(\d{1,12})$")
 
 def _pipeline_choices():
     # Pipelines that ran once stay filterable after their code is removed or broken.
-    names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True))
+    names = set(registry.pipelines()) | set(PipelineSnapshot.objects.values_list("pipeline_name", flat=True).distinct())
     return [(name, name) for name in sorted(names)]
 
 

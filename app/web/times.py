@@ -5,6 +5,10 @@
   Django's `date` filter and `localtime` then convert every aware time to it.
 - The `when` and `ago` filters (built in for every template, see TEMPLATES) write a time as
   `<time>` with its ISO value and a title giving it in UTC and how long ago it was.
+- `ago` and a running `took` carry the seconds they showed when rendered (`data-ago`,
+  `data-elapsed`); static/js/live.js counts them on every second, so a page that a poll
+  answered with "nothing changed" (204) still shows "12 s ago" and "1 min 05 s so far"
+  right, with no clock shared between browser and server.
 """
 
 import datetime
@@ -90,7 +94,8 @@ def ago(value):
     now = timezone.now()
     local = timezone.localtime(value)
     title = f"{date_format(local, 'Y-m-d H:i:s T')} · {value.astimezone(datetime.UTC):%H:%M:%S} UTC"
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), title, _ago(value, now))
+    return format_html('<time datetime="{}" title="{}" data-ago="{}">{}</time>', value.isoformat(), title,
+                       f"{(now - value).total_seconds():.1f}", _ago(value, now))
 
 
 def _span(seconds: float, precise: bool) -> str:
@@ -106,13 +111,14 @@ def _span(seconds: float, precise: bool) -> str:
 @register.filter
 def took(row, style=""):
     """How long a run, step or attempt took (`started_at` to `finished_at`), or, while it
-    runs, how long it has been running so far (refreshed by every poll): "—" before it
-    starts. `took:"precise"` gives milliseconds under 10 s (steps are often that quick)."""
+    runs, how long it has been running so far (static/js/live.js counts it on between
+    polls, from `data-elapsed`): "—" before it starts. `took:"precise"` gives milliseconds
+    under 10 s (steps are often that quick)."""
     started, finished = getattr(row, "started_at", None), getattr(row, "finished_at", None)
     if started is None:
         return format_html('<span class="muted">—</span>')
     if finished is not None:
         return _span((finished - started).total_seconds(), style == "precise")
     so_far = max((timezone.now() - started).total_seconds(), 0)
-    return format_html('<span class="elapsed" title="running since {}">{} so far</span>',
-                       timezone.localtime(started).strftime("%H:%M:%S"), _span(so_far, False))
+    return format_html('<span class="elapsed" title="running since {}" data-elapsed="{}">{} so far</span>',
+                       timezone.localtime(started).strftime("%H:%M:%S"), f"{so_far:.1f}", _span(so_far, False))

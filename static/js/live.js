@@ -102,4 +102,138 @@
   document.addEventListener("htmx:afterRequest", function (event) {
     if (isPoll(event.detail) && event.detail.successful) clear();
   });
+
+  /* Versions (app/web/live.py): a poll says which version of the live part the page holds,
+   * and keeps the version the answer names. 204 (nothing changed) and an answer of
+   * out-of-band parts leave the polling element in place, so its version is set here; a
+   * whole new part brings its own data-version. */
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (event.detail.headers["X-Poll"] === "1" && elt.dataset && elt.dataset.version) {
+      event.detail.headers["X-Version"] = elt.dataset.version;
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var elt = event.detail.elt, xhr = event.detail.xhr;
+    var version = xhr && xhr.getResponseHeader("X-Version");
+    if (version && isPoll(event.detail) && elt.isConnected && xhr.status < 300) elt.dataset.version = version;
+  });
+
+  /* A poll that changed some steps of a running run sends their statuses for the DAG
+   * picture, which is not sent again: each node's class and status line are set here. */
+  function applyDagUpdate() {
+    var update = document.getElementById("dag-update");
+    if (!update || !update.dataset.steps || update.dataset.applied) return;
+    update.dataset.applied = "1";
+    var steps = JSON.parse(update.dataset.steps);
+    Object.keys(steps).forEach(function (name) {
+      var node = document.getElementById("step-" + name);
+      var line = document.getElementById("status-" + name);
+      if (node) node.setAttribute("class", "node step st-" + steps[name][0]);
+      if (line) line.textContent = steps[name][1];
+    });
+  }
+
+  document.addEventListener("htmx:afterSettle", applyDagUpdate);
+
+  /* Times count on between polls: "12 s ago" and "1 min 05 s so far" were right when the
+   * server wrote them (data-ago, data-elapsed: seconds then); from then on the browser adds
+   * the time since it received them, with its own clock only, never compared to the
+   * server's. */
+  function span(seconds) {
+    if (seconds < 60) return seconds.toFixed(1) + " s";
+    var minutes = Math.floor(seconds / 60), secs = Math.floor(seconds % 60);
+    if (minutes < 60) return minutes + " min " + (secs < 10 ? "0" : "") + secs + " s";
+    var hours = Math.floor(minutes / 60), mins = minutes % 60;
+    return hours + " h " + (mins < 10 ? "0" : "") + mins + " min";
+  }
+
+  function ago(seconds) {
+    if (seconds < 5) return "just now";
+    if (seconds < 60) return Math.floor(seconds) + " s ago";
+    var minutes = Math.floor(seconds / 60);
+    return minutes === 1 ? "1\u00a0minute ago" : minutes + "\u00a0minutes ago";  // as Django's timesince
+  }
+
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-elapsed], [data-ago]").forEach(function (element) {
+      if (!element.dataset.received) element.dataset.received = String(now);
+      var since = (now - Number(element.dataset.received)) / 1000;
+      if (element.dataset.elapsed) {
+        element.textContent = span(Number(element.dataset.elapsed) + since) + " so far";
+      } else {
+        var seconds = Number(element.dataset.ago) + since;
+        if (seconds >= 0 && seconds < 3600 && since >= 1) element.textContent = ago(seconds);  // later: the server's words
+      }
+    });
+  }
+
+  /* DAG zoom: buttons above each DAG picture (−, +, 100 %, fit). The picture keeps its
+   * natural size by default and scrolls in its box; the zoom chosen for a page is kept for
+   * that page (sessionStorage) and put back when a poll brings the picture again. */
+  var ZOOMS = [0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3];
+
+  function zoomKey() { return "dag-zoom:" + location.pathname; }
+
+  function setZoom(wrap, zoom) {
+    zoom = Math.max(0.1, Math.min(3, zoom));
+    wrap.style.setProperty("--zoom", String(zoom));
+    var shown = wrap.previousElementSibling && wrap.previousElementSibling.querySelector("output");
+    if (shown) shown.textContent = Math.round(zoom * 100) + " %";
+    try { sessionStorage.setItem(zoomKey(), String(zoom)); } catch (ignored) { /* private mode */ }
+  }
+
+  function fitZoom(wrap) {
+    var svg = wrap.querySelector("svg.dag");
+    var natural = svg ? svg.getBoundingClientRect().width / (Number(wrap.style.getPropertyValue("--zoom")) || 1) : 0;
+    return natural ? Math.min(1, (wrap.clientWidth - 8) / natural) : 1;
+  }
+
+  function addZoom() {
+    document.querySelectorAll(".dag-wrap").forEach(function (wrap) {
+      if (wrap.dataset.zoomReady || !wrap.querySelector("svg.dag")) return;
+      wrap.dataset.zoomReady = "1";
+      var bar = document.createElement("div");
+      bar.className = "dag-zoom small";
+      bar.setAttribute("role", "group");
+      bar.setAttribute("aria-label", "Zoom the DAG");
+      [["−", "Zoom out", -1], ["+", "Zoom in", 1], ["100 %", "Natural size", 0], ["Fit", "Fit the width", null]]
+        .forEach(function (spec) {
+          var button = document.createElement("button");
+          button.type = "button";
+          button.textContent = spec[0];
+          button.title = spec[1];
+          button.setAttribute("aria-label", spec[1]);
+          button.dataset.zoomStep = spec[2] === null ? "fit" : String(spec[2]);
+          bar.appendChild(button);
+        });
+      var shown = document.createElement("output");
+      shown.setAttribute("aria-live", "polite");
+      bar.insertBefore(shown, bar.children[2]);
+      bar.addEventListener("click", function (event) {
+        var button = event.target.closest("button");
+        if (!button) return;
+        var current = Number(wrap.style.getPropertyValue("--zoom")) || 1;
+        var step = button.dataset.zoomStep;
+        if (step === "fit") return setZoom(wrap, fitZoom(wrap));
+        if (step === "0") return setZoom(wrap, 1);
+        var next = step === "1" ? ZOOMS.filter(function (z) { return z > current + 0.001; })[0]
+                                : ZOOMS.filter(function (z) { return z < current - 0.001; }).pop();
+        setZoom(wrap, next || current);
+      });
+      wrap.parentNode.insertBefore(bar, wrap);
+      var kept = null;
+      try { kept = sessionStorage.getItem(zoomKey()); } catch (ignored) { /* private mode */ }
+      setZoom(wrap, kept ? Number(kept) : 1);
+    });
+  }
+
+  addZoom();
+  document.addEventListener("htmx:afterSettle", addZoom);
+
+  tick();
+  setInterval(tick, 1000);
+  document.addEventListener("htmx:afterSettle", tick);
 })();

@@ -1,10 +1,12 @@
 import functools
+import json
 import logging
 from collections import Counter
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import DatabaseError
+from django.db.models import Count, Max, Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,7 +20,7 @@ from app.ops import operate, scheduler
 from app.pipelines import dag_svg
 from app.runs import tasks, worker
 from app.tracking import results
-from app.web import filters, tables
+from app.web import filters, live, tables
 from app.web.access import operator_required
 from app.web.forms import ParamsForm
 from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_404
@@ -29,12 +31,12 @@ STOP_POLLING = 286  # htmx cancels a polling trigger on this status
 log = logging.getLogger(__name__)
 
 
-def get_run_or_404(run_id):
+def get_run_or_404(run_id, defer=()):
     try:
         return Run.objects.select_related(
             "snapshot", "triggered_by", "cancelled_by", "retry_of", "parameter_revision__parameter_set",
             "scheduled_slot__schedule",  # "Scheduled by …" on every poll, in the same query
-        ).get(pk=run_id)
+        ).defer(*defer).get(pk=run_id)
     except Run.DoesNotExist:
         raise Http404(f"There is no run #{run_id}.") from None
 
@@ -121,12 +123,20 @@ def warn_if_paused(request, pipeline_name):
 def run_list(request):
     found = filters.RunFilter(request.GET, queryset=filters.runs())
     page = Paginator(found.qs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    polling = any(run.status in UNFINISHED for run in page)
+    running = any(run.status in UNFINISHED for run in page)
+    # The list always polls, so a run started elsewhere appears: often while one of its runs
+    # is unfinished, slowly otherwise, and a poll answers 204 unless a row changed.
+    version = live.digest(page.paginator.count, page.number, [
+        (run.pk, run.status, run.steps_finished, run.started_at, run.finished_at, run.cancel_requested_at)
+        for run in page
+    ])
+    if request.htmx and live.held(request) == version:
+        return live.unchanged(version)
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": found.form, "page": page, "polling": polling, "query": query.urlencode(),
-               "columns": sort_links(request.GET)}
-    return _respond(request, "runs/list.html", context, polling)
+    context = {"form": found.form, "page": page, "polling": True, "poll_every": "2s" if running else "10s",
+               "version": version, "query": query.urlencode(), "columns": sort_links(request.GET)}
+    return _respond(request, "runs/list.html", context, polling=True)
 
 
 def sort_links(params) -> dict[str, dict]:
@@ -148,39 +158,92 @@ def _live_context(run):
     layout = tasks.layout_for(run.snapshot)
     statuses = {sr.step_name: sr.status for sr in step_runs}
     base_url = reverse("run_detail", args=[run.pk]) + "steps/"
+    rows = [(sr.status, sr.attempt, sr.queue) for sr in step_runs]
     return {
         "run": run,
         "step_runs": step_runs,
         "dag": dag_svg.apply_status(layout, statuses, base_url) if layout else None,
-        "metrics": results.of_recorded_attempts(Metric.objects.filter(run=run)).select_related("step_run").only(
-            "name", "value", "logged_at", "step_run__step_name"
-        ),
+        "metrics": _metrics(run),
         "polling": not run.is_finished,
-        # A large run's DAG is ~1.4 KB a step on every poll: poll it less often.
-        "poll_every": "5s" if run.steps_total > dag_svg.LARGE_STEPS else "1s",
+        "poll_every": "1s",
         "legend": dag_svg.STATUS_LABELS,
-        "step_counts": step_counts(step_runs),
-        "queues_without_worker": queues_without_worker(step_runs),
+        "step_counts": step_counts(status for status, _, _ in rows),
+        "queues_without_worker": queues_without_worker(rows),
+        "version": _version(run, rows, has_layout=layout is not None),
     }
 
 
-def step_counts(step_runs) -> list[tuple[str, str, int]]:
+def _metrics(run):
+    return results.of_recorded_attempts(Metric.objects.filter(run=run)).select_related("step_run").only(
+        "name", "value", "logged_at", "step_run__step_name"
+    )
+
+
+def _version(run, rows, has_layout: bool) -> str:
+    """What the run page shows, named (app/web/live.py): whether it has the DAG picture,
+    the summary's facts, the metrics, and each step's status and attempt."""
+    related = list(Run.objects.filter(Q(rerun_of=run) | Q(retry_of=run)).order_by("pk").values_list("pk", "status"))
+    metrics = Metric.objects.filter(run=run).aggregate(n=Count("pk"), last=Max("pk"))
+    facts = live.digest(
+        run.status, run.steps_finished, run.steps_total, run.started_at, run.finished_at, run.cancel_requested_at,
+        run.waiting_for_worker, related, queues_without_worker(rows),
+    )
+    summary = f"{'L' if has_layout else 'N'}{facts}-{live.digest(metrics['n'], metrics['last'])}"
+    return live.run_version(summary, [live.step_code(status, attempt) for status, attempt, _ in rows])
+
+
+def step_counts(statuses) -> list[tuple[str, str, int]]:
     """(status, label, how many steps) for the statuses the run's steps are in, in the
     legend's order: what the progress bar alone cannot say (7 succeeded, 1 failed, 2 skipped)."""
-    counts = Counter(sr.status for sr in step_runs)
+    counts = Counter(statuses)
     return [(status, Status(status).label, counts[status]) for status in dag_svg.STATUS_LABELS if counts[status]]
 
 
-def queues_without_worker(step_runs) -> list[str]:
+def queues_without_worker(rows) -> list[str]:
     """The queues that steps of this run wait on and that no live worker serves, while
-    other workers are alive (with none alive at all, the page asks whether one runs)."""
-    waiting = {sr.queue for sr in step_runs if sr.status in (Status.QUEUED, Status.RETRYING)}
+    other workers are alive (with none alive at all, the page asks whether one runs).
+    `rows` are (status, attempt, queue) of the run's steps."""
+    waiting = {queue for status, _, queue in rows if status in (Status.QUEUED, Status.RETRYING)}
     if not waiting:
         return []
-    live = set(WorkerHeartbeat.objects.filter(
+    live_queues = set(WorkerHeartbeat.objects.filter(
         last_seen__gte=timezone.now() - worker.dead_after(), stopping=False
     ).values_list("queue", flat=True))
-    return sorted(waiting - live) if live else []
+    return sorted(waiting - live_queues) if live_queues else []
+
+
+def _poll_changes(request, run):
+    """The answer to a poll of a running run's page that holds a readable version: 204 when
+    nothing changed, else only what did, out of band (app/web/live.py). None when the page
+    needs its whole live part (the version is unreadable, or the DAG picture just arrived)."""
+    rows = list(run.step_runs.order_by("position").values_list("status", "attempt", "queue"))
+    has_layout = run.snapshot.layout_version == dag_svg.LAYOUT_VERSION
+    version = _version(run, rows, has_layout)
+    held = live.held(request)
+    if held == version:
+        return live.unchanged(version)
+    summary, held_summary = version.partition("~")[0], held.partition("~")[0]
+    positions = live.changed_steps(held, summary, [live.step_code(status, attempt) for status, attempt, _ in rows])
+    if positions is None:
+        return None
+    changed = list(run.step_runs.filter(position__in=positions).defer("log", "traceback", "output_inline"))
+    context = {
+        "run": run,
+        "changed": changed,
+        "dag_update": json.dumps(
+            {sr.step_name: [sr.status, dag_svg.STATUS_LABELS.get(sr.status, sr.status)] for sr in changed}
+        ),
+        "step_counts": step_counts(status for status, _, _ in rows),
+        "queues_without_worker": queues_without_worker(rows),
+        "metrics": _metrics(run) if summary.partition("-")[2] != held_summary.partition("-")[2] else None,
+        "polling": True,
+        "oob": True,
+    }
+    response = render(request, "runs/_poll.html", context)
+    response["HX-Reswap"] = "none"  # only the out-of-band parts are swapped
+    response[live.HEADER] = version
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 def results_context(run):
@@ -195,7 +258,12 @@ def results_context(run):
 @require_GET
 @operator_required
 def run_detail(request, run_id):
-    run = get_run_or_404(run_id)
+    # A poll reads the DAG picture (~1.4 KB a step) only when it has to send it.
+    run = get_run_or_404(run_id, defer=["snapshot__layout_svg", "snapshot__graph"])
+    if request.htmx and not run.is_finished and live.held(request):
+        answer = _poll_changes(request, run)
+        if answer is not None:
+            return answer
     context = _live_context(run)
     if not request.htmx or not context["polling"]:
         # Logs are sent with the full page and once more with the final poll (out of band),
