@@ -170,10 +170,12 @@
     });
   }
 
-  /* DAG zoom: buttons above each DAG picture (−, +, 100 %, fit). The picture keeps its
-   * natural size by default and scrolls in its box; the zoom chosen for a page is kept for
-   * that page (sessionStorage) and put back when a poll brings the picture again. */
+  /* DAG zoom: buttons above each DAG picture (−, +, 1:1, fit). The picture is shown at its
+   * natural size (1:1), or shrunk to fit its box but never below 75 %, and scrolls beyond
+   * that; the zoom chosen for a page is kept for that page (sessionStorage) and put back
+   * when a poll brings the picture again. */
   var ZOOMS = [0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3];
+  var MIN_FIT = 0.75;
 
   function zoomKey() { return "dag-zoom:" + location.pathname; }
 
@@ -199,7 +201,7 @@
       bar.className = "dag-zoom small";
       bar.setAttribute("role", "group");
       bar.setAttribute("aria-label", "Zoom the DAG");
-      [["−", "Zoom out", -1], ["+", "Zoom in", 1], ["100 %", "Natural size", 0], ["Fit", "Fit the width", null]]
+      [["−", "Zoom out", -1], ["+", "Zoom in", 1], ["1:1", "Natural size", 0], ["Fit", "Fit the width", null]]
         .forEach(function (spec) {
           var button = document.createElement("button");
           button.type = "button";
@@ -211,7 +213,7 @@
         });
       var shown = document.createElement("output");
       shown.setAttribute("aria-live", "polite");
-      bar.insertBefore(shown, bar.children[2]);
+      bar.insertBefore(shown, bar.children[1]);  // − 100 % + 1:1 Fit
       bar.addEventListener("click", function (event) {
         var button = event.target.closest("button");
         if (!button) return;
@@ -226,7 +228,8 @@
       wrap.parentNode.insertBefore(bar, wrap);
       var kept = null;
       try { kept = sessionStorage.getItem(zoomKey()); } catch (ignored) { /* private mode */ }
-      setZoom(wrap, kept ? Number(kept) : 1);
+      // First view: shrunk to fit, but never below 75 % (9 px labels); wider ones scroll.
+      setZoom(wrap, kept ? Number(kept) : Math.max(fitZoom(wrap), MIN_FIT));
     });
   }
 
