@@ -7,6 +7,7 @@ from app.web.views import (
     actions,
     alerts,
     audit,
+    compare,
     dashboard,
     home,
     models,
@@ -18,6 +19,7 @@ from app.web.views import (
     schedules,
     tokens,
 )
+    timeline,
 
 handler400 = "app.web.errors.bad_request"
 handler403 = "app.web.errors.permission_denied"
@@ -76,7 +78,9 @@ urlpatterns = [
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
     path("runs/<int:run_id>/steps/<str:step>/log/<int:number>/", runs.run_step_log, name="run_step_log"),
+    path("runs/compare/", compare.run_compare, name="run_compare"),
     path("runs/<int:run_id>/cancel/", actions.cancel, name="run_cancel"),
+    path("runs/<int:run_id>/timeline/", timeline.run_timeline, name="run_timeline"),
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
     path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),

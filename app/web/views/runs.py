@@ -18,11 +18,12 @@ from app import artifacts
 from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun, WorkerHeartbeat
 from app.ops import operate, scheduler
 from app.pipelines import dag_svg
-from app.runs import tasks, worker
+from app.runs import actions, tasks, worker
 from app.tracking import results
-from app.web import filters, live, tables
+from app.web import filters, live, previews, tables
 from app.web.access import operator_required
 from app.web.forms import ParamsForm
+from app.web.timeline import timeline
 from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_404
 
 RUNS_PER_PAGE = 25
@@ -41,7 +42,7 @@ def get_run_or_404(run_id, defer=()):
         raise Http404(f"There is no run #{run_id}.") from None
 
 
-def _respond(request, template, context, polling):
+def respond_live(request, template, context, polling):
     """Full page, or just the live partial for an htmx poll (286 once nothing is unfinished)."""
     if request.htmx:
         response = render(request, f"{template}#live", context, status=200 if polling else STOP_POLLING)
@@ -136,7 +137,7 @@ def run_list(request):
     query.pop("page", None)
     context = {"form": found.form, "page": page, "polling": True, "poll_every": "2s" if running else "10s",
                "version": version, "query": query.urlencode(), "columns": sort_links(request.GET)}
-    return _respond(request, "runs/list.html", context, polling=True)
+    return respond_live(request, "runs/list.html", context, polling=True)
 
 
 def sort_links(params) -> dict[str, dict]:
@@ -265,6 +266,8 @@ def run_detail(request, run_id):
         if answer is not None:
             return answer
     context = _live_context(run)
+    if not context["polling"]:
+        context["timeline"] = timeline(run, context["step_runs"])  # while it runs: its own live page
     if not request.htmx or not context["polling"]:
         # Logs are sent with the full page and once more with the final poll (out of band),
         # not on every poll.
@@ -273,7 +276,7 @@ def run_detail(request, run_id):
             "step_name", "status", "attempt", "log", "traceback", "error"
         )
         context.update(results_context(run))
-    return _respond(request, "runs/detail.html", context, context["polling"])
+    return respond_live(request, "runs/detail.html", context, context["polling"])
 
 
 def get_step_run_or_404(run, step) -> StepRun:
@@ -307,8 +310,13 @@ def run_step(request, run_id, step):
         "log_cut": bool(log_size) and log_size > len(step_run.log.encode()),
         "tail_lines": artifacts.TAIL_LINES,
         "polling": step_run.status in UNFINISHED,
+        "mark_outcomes": actions.mark_outcomes(step_run, run),
+        # Read (unpickled) only for a step that succeeded: a finished step's page does not poll.
+        "output": previews.of_step(step_run) if step_run.status == Status.SUCCEEDED else None,
+        "model_versions": step_run.model_versions.filter(attempt=step_run.attempt).select_related("model")
+        if step_run.status == Status.SUCCEEDED else (),
     }
-    return _respond(request, "runs/step.html", context, context["polling"])
+    return respond_live(request, "runs/step.html", context, context["polling"])
 
 
 @require_GET
