@@ -17,9 +17,9 @@ from app.web.views import (
     results,
     runs,
     schedules,
+    timeline,
     tokens,
 )
-    timeline,
 
 handler400 = "app.web.errors.bad_request"
 handler403 = "app.web.errors.permission_denied"
@@ -75,12 +75,12 @@ urlpatterns = [
     path("parameter-sets/<int:set_id>/default/", paramsets.set_make_default, name="paramset_default"),
     path("parameter-sets/<int:set_id>/run/", paramsets.set_run, name="paramset_run"),
     path("runs/", runs.run_list, name="run_list"),
+    path("runs/compare/", compare.run_compare, name="run_compare"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/timeline/", timeline.run_timeline, name="run_timeline"),
     path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
     path("runs/<int:run_id>/steps/<str:step>/log/<int:number>/", runs.run_step_log, name="run_step_log"),
-    path("runs/compare/", compare.run_compare, name="run_compare"),
     path("runs/<int:run_id>/cancel/", actions.cancel, name="run_cancel"),
-    path("runs/<int:run_id>/timeline/", timeline.run_timeline, name="run_timeline"),
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
     path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),
