@@ -190,8 +190,8 @@ def test_it_ignores_bad_filter_values_with_a_message(operator_client, events):
     page = text(response)
     assert response.status_code == 200
     assert "These filters were ignored:" in page
-    assert "<li>Action: Select a valid choice. explode is not one of the available choices.</li>" in page
-    assert "<li>From: Enter a valid date.</li>" in page
+    assert '<li id="id_action_error">Action: Select a valid choice. explode is not one of the available choices.</li>' in page
+    assert '<li id="id_since_error">From: Enter a valid date.</li>' in page
     assert row_count(response) == 2  # the valid user filter still applies
 
 
@@ -211,7 +211,7 @@ def test_it_ignores_an_end_date_before_the_start_date(operator_client, events):
 
     response = operator_client.get(f"/audit/?since={today}&until={today - datetime.timedelta(days=1)}")
 
-    assert "<li>To: “To” is before “From”.</li>" in text(response)
+    assert '<li id="id_until_error">To: “To” is before “From”.</li>' in text(response)
     assert row_count(response) == 3  # the start date still applies
 
 

@@ -97,6 +97,20 @@ def test_it_gives_each_node_a_class_hook_a_link_and_a_tooltip(fanout_layout):
         assert link.get(XLINK_TITLE) == ("Load the rows." if name == "load" else name)
 
 
+def test_it_names_each_link_by_its_step_and_its_status_line(fanout_layout):
+    root = parse(apply_status(fanout_layout, {"load": "succeeded"}, BASE))
+    for node_id, group in nodes(root).items():
+        name = node_id.removeprefix("step-")
+        link = next(group.iter(f"{SVG}a"))
+        # aria-labelledby names the link by its own aria-label, then the status line's text
+        # (which the run page's script rewrites between polls): "step load: ✓ succeeded".
+        assert link.get("aria-label") == f"step {name}:"
+        assert link.get("aria-labelledby").split() == [link.get("id"), f"status-{name}"]
+        assert link.get("tabindex") == "0"  # focusable for axe too, not only for browsers
+        assert [t.get("id") for t in group.iter(f"{SVG}text") if t.get("class") == "status"] == [f"status-{name}"]
+    assert status_text(nodes(root)["step-load"]) == "✓ succeeded"
+
+
 def test_it_applies_status_class_and_visible_status_text_to_each_node(fanout_layout):
     statuses = {"load": "succeeded", "a": "failed", "b": "running", "c": "retrying", "merge": "upstream_failed"}
     root = parse(apply_status(fanout_layout, statuses, BASE))

@@ -6,6 +6,7 @@ import pytest
 from app.mlmodels import deployments
 from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Run
 from app.runs import engine, paramsets
+from app.web import tables
 from tests.conftest import train_version
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +64,28 @@ def test_the_version_page_shows_lineage_metrics_and_the_confusion_matrix(operato
     assert f'href="/runs/{version.run_id}/steps/train/"' in page
     assert "0.8000" in page and "Deploy v3…" in page
     assert '<th scope="row">yes</th>' in page and "Confusion matrix" in page
+
+
+def test_every_cell_of_a_confusion_matrix_reads_at_4_5_to_1():
+    """White text on the darker shades, black on the others (site.css): WCAG AA on each."""
+    def contrast(a, b):
+        lighter, darker = sorted((tables.relative_luminance(a), tables.relative_luminance(b)), reverse=True)
+        return (lighter + 0.05) / (darker + 0.05)
+
+    for count in range(101):
+        heat = tables.heatmap({"labels": ["a", "b"], "matrix": [[count, 100 - count], [0, 1]]})
+        cell = heat["rows"][0]["cells"][0]
+        alpha = float(cell["alpha"])
+        shade = [255 + (channel - 255) * alpha for channel in tables.HEAT_RGB]
+        text_colour = (255, 255, 255) if cell["dark"] else (0, 0, 0)
+        assert contrast(shade, text_colour) >= 4.5, (count, cell)
+    assert tables.heatmap({"labels": ["a"], "matrix": [[5]]})["rows"][0]["cells"][0]["dark"]  # the darkest: white
+
+
+def test_the_versions_table_puts_aria_sort_on_the_sorted_header(operator_client, three):
+    page = text(operator_client.get("/models/demo/?sort=accuracy&order=asc"))
+    assert '<th class="num" aria-sort="ascending"><a href="?sort=accuracy&order=desc">accuracy ▲</a></th>' in page
+    assert page.count("aria-sort") == 1
 
 
 def test_an_unknown_model_or_version_is_a_404(operator_client, three):
@@ -204,7 +227,7 @@ def test_stakeholders_see_models_in_production_with_metrics_and_since_when(stake
 
 def test_the_deployed_model_page_has_metrics_and_results_but_no_lineage(stakeholder_client, three, operator):
     ModelVersion.objects.filter(pk=three[1].pk).update(params={"secret_param": "TOPSECRET-42"})
-    page = text(stakeholder_client.get("/results/models/demo/")).split("<main>")[1]
+    page = text(stakeholder_client.get("/results/models/demo/")).split('<main id="content">')[1]
     assert "demo <small>v2</small>" in page and "0.9000" in page and "Confusion matrix" in page
     for absent in ("TOPSECRET-42", "/runs/", "first release", "better", "Deploy", "<button", "olivia", "Lineage"):
         assert absent not in page, absent

@@ -10,9 +10,15 @@ cheap enough for every page view and htmx poll.
 In the layout, each step is drawn as::
 
     <g id="step-NAME" class="node step"> ...
-      <a xlink:href="@@BASE@@NAME/" xlink:title="first doc line"> <path .../>
+      <a id="link-NAME" aria-label="step NAME:" aria-labelledby="link-NAME status-NAME" tabindex="0"
+         xlink:href="@@BASE@@NAME/" xlink:title="first doc line"> <path .../>
         <text ...>NAME</text>
         <text id="status-NAME" class="status" ...>retries: 2</text>
+
+A link's accessible name is "step NAME: " and its status line ("step load: ✓ succeeded"),
+through aria-labelledby: whatever writes the status line (apply_status, or the run page's
+script between polls) renames the link with it, and the layout stays the same for every run.
+The docstring is the link's tooltip.
 
 The status line's width is reserved by laying it out with the widest status
 label, so whatever `apply_status` writes there never changes the geometry.
@@ -40,8 +46,9 @@ STATUS_LABELS: dict[str, str] = {
 }
 
 # Bump when the layout's markup changes, and key cached layouts on it: an old
-# layout would not match apply_status's regex.
-LAYOUT_VERSION = 1
+# layout would not match apply_status's regex, or lack what a newer page needs.
+# 2: links named by the step and its status (aria-labelledby).
+LAYOUT_VERSION = 2
 
 LARGE_STEPS = 200  # is_large(): above this, render the layout in a background task
 # dot's crossing minimisation and network simplex dominate on big graphs:
@@ -142,6 +149,19 @@ def render_layout(graph: dict) -> str:
         step = steps[name]
         tip = html.escape(_first_line(step.get("doc")) or name, quote=True)
         head = head.replace(f'xlink:title="{_TIP}"', f'xlink:title="{tip}"', 1)
+        # Named by the step and its status line, not by the tooltip (no "id=\"st" here:
+        # apply_status's regex looks for that). tabindex="0" says what browsers do anyway: axe
+        # does not count an xlink:href link as focusable, and would call a DAG that scrolls in
+        # its box unreachable by keyboard.
+        named = head.replace(
+            f'<a xlink:href="{_BASE}',
+            f'<a id="link-{name}" aria-label="step {name}:" aria-labelledby="link-{name} status-{name}" tabindex="0" '
+            f'xlink:href="{_BASE}',
+            1,
+        )
+        if named == head:
+            raise RuntimeError(f"dag_svg: unexpected Graphviz SVG (no link in the node of {name})")
+        head = named
         idle = html.escape(_idle_text(step), quote=False)
         return f'{head}<text id="status-{name}" class="status" {text_attrs}>{idle}</text>'
 
