@@ -73,6 +73,8 @@ def operator_paths(ids):
         "/pipelines/fanout_demo/steps/load/",
         "/runs/", f"/runs/{done}/", f"/runs/{failed}/", f"/runs/{done}/steps/report/", f"/runs/{failed}/steps/validate/",
         f"/runs/{failed}/retry/",
+        f"/runs/compare/?a={done}&b={failed}", f"/runs/compare/?a={done}", f"/runs/{done}/timeline/",
+        "/runs/?since=yesterday&status=exploded",  # the run list's filter errors
         "/pipelines/fanout_demo/parameter-sets/", f"/parameter-sets/{ids['set']}/", "/pipelines/flaky_demo/parameter-sets/new/",
         f"/parameter-sets/{ids['set']}/edit/",
         "/schedules/", f"/schedules/{ids['schedule']}/", "/pipelines/fanout_demo/schedules/new/",

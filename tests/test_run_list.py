@@ -81,7 +81,7 @@ def test_a_bad_value_is_reported_and_the_other_filters_still_apply(operator_clie
     ids, page = listed(operator_client, "?since=last-tuesday&user=priya&o=sideways")
 
     assert ids == [runs["old"].pk, runs["slow"].pk]
-    assert "These filters were ignored" in page and "<li>From: Enter a valid date.</li>" in page
+    assert "These filters were ignored" in page and '<li id="id_since_error">From: Enter a valid date.</li>' in page
     assert "Select a valid choice. sideways is not one of the available choices." in page
 
 

@@ -509,7 +509,7 @@ def test_it_shows_a_bad_filter_value_and_lists_all_runs(operator_client):
 
     assert response.status_code == 200
     assert "These filters were ignored" in text(response)
-    assert "<li>Status: Select a valid choice. exploded is not one of the available choices.</li>" in text(response)
+    assert '<li id="id_status_error">Status: Select a valid choice. exploded is not one of the available choices.</li>' in text(response)
     assert run_links(response) == [runs[1].pk, runs[0].pk]
 
 

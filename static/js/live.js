@@ -137,6 +137,24 @@
 
   document.addEventListener("htmx:afterSettle", applyDagUpdate);
 
+  /* A run's status, announced when a poll changes it: the badge itself is in a part the
+   * poll replaces, and a live region that is replaced is not reliably read out. */
+  var lastStatus = null;
+
+  function announceStatus() {
+    var badge = document.getElementById("run-status"), region = document.getElementById("run-announce");
+    if (!badge || !region) return;
+    var status = badge.textContent.trim();
+    if (lastStatus !== null && status !== lastStatus) {
+      var title = document.querySelector(".run-head h1");
+      region.textContent = (title ? title.textContent.replace(/\s+/g, " ").trim() + ": " : "") + status;
+    }
+    lastStatus = status;
+  }
+
+  announceStatus();
+  document.addEventListener("htmx:afterSettle", announceStatus);
+
   /* Times count on between polls: "12 s ago" and "1 min 05 s so far" were right when the
    * server wrote them (data-ago, data-elapsed: seconds then); from then on the browser adds
    * the time since it received them, with its own clock only, never compared to the
