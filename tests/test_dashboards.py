@@ -85,8 +85,8 @@ def test_it_charts_runs_per_day(operator_client):
 
     page = html(operator_client.get("/dashboard/"))
 
-    day = (timezone.now() - datetime.timedelta(days=3)).strftime("%b %d")
-    assert f"<title>{day}: 1</title>" in page
+    day = timezone.localtime() - datetime.timedelta(days=3)
+    assert f"<title>{day:%b} {day.day} · fanout_demo: 1 run</title>" in page
     assert "(2 in the last 30 days)" in page
 
 
@@ -120,7 +120,7 @@ def test_it_shows_stakeholders_successful_runs_and_their_metrics(stakeholder_cli
     page = html(stakeholder_client.get("/results/flaky_demo/"))
 
     assert f"<td>#{good.pk}</td>" in page and f"#{bad.pk}<" not in page
-    assert '<svg class="chart"' in page and "published over the last 1 successful runs" in page
+    assert '<svg class="chart chart-wide"' in page and "published over the last 1 successful runs" in page
 
 
 def test_it_never_sends_stakeholders_failures_logs_or_parameters(stakeholder_client, mixed_history):

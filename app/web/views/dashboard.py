@@ -17,6 +17,7 @@ from app.runs.worker import dead_after
 from app.web import charts
 from app.web.access import operator_required
 from app.web.views.pipelines import latest_runs
+from app.web.views.results import line_of_run
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,33 @@ def queue_depth(names) -> int | None:
 
 
 def runs_per_day(now, days=30):
+    """(the days, {line: runs per day}) for the last `days` days, a line per model the runs
+    registered, else per pipeline (results.line_of_run): one grouped query."""
     since = (now - datetime.timedelta(days=days - 1)).date()
-    counts = dict(
+    rows = (
         Run.objects.filter(created_at__date__gte=since)
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
+        .annotate(day=TruncDate("created_at"), line=line_of_run())
+        .values_list("day", "line")
         .annotate(n=Count("id"))
         .order_by()
     )
-    return [(since + datetime.timedelta(days=i), counts.get(since + datetime.timedelta(days=i), 0)) for i in range(days)]
+    lines = {}
+    for day, line, n in rows:
+        lines.setdefault(line, {})[day] = n
+    every_day = [since + datetime.timedelta(days=i) for i in range(days)]
+    return every_day, {name: [lines[name].get(day, 0) for day in every_day] for name in sorted(lines)}
+
+
+def runs_chart(days, lines) -> str:
+    def title(day, name, n):
+        return f"{charts.day_label(day)} · {name}: {n} run{'' if n == 1 else 's'}"
+
+    series = [
+        charts.Series(name, [charts.Point(day, n, title(day, name, n)) for day, n in zip(days, counts)])
+        for name, counts in lines.items()
+    ]
+    return charts.line_chart(series, f"Runs per day, last {len(days)} days", integer=True, from_zero=True,
+                             empty="no runs in these days")
 
 
 def success_rate(now, days=7):
@@ -79,7 +98,7 @@ def dashboard(request):
         for w in WorkerHeartbeat.objects.all()[:20]
     ]
     rate, finished = success_rate(now)
-    per_day = runs_per_day(now)
+    days, lines = runs_per_day(now)
     context = {
         "failing": [run for run in latest if run.status == Status.FAILED],
         "in_progress": Run.objects.filter(status__in=UNFINISHED).select_related("triggered_by")[:20],
@@ -98,10 +117,8 @@ def dashboard(request):
         "dead_after": int(dead_after().total_seconds()),
         "success_rate": rate,
         "finished_7d": finished,
-        "chart": charts.bar_chart(
-            [(day.strftime("%b %d"), n) for day, n in per_day], "Runs per day, last 30 days", label_every=7
-        ),
-        "runs_30d": sum(n for _, n in per_day),
+        "chart": runs_chart(days, lines),
+        "runs_30d": sum(sum(counts) for counts in lines.values()),
         "problems": registry.problems(),
         "import_errors": list(registry.import_errors.values()),
     }
