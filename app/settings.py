@@ -412,6 +412,9 @@ STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=102
 # A step output whose pickle is at most this big is kept in the database, not as a file
 # (no file to create, or to PUT and GET in an object store); 0: every output is a file.
 STEP_OUTPUT_INLINE_BYTES = env_int("STEP_OUTPUT_INLINE_BYTES", 1024, minimum=0)
+# The step page previews an output (unpickling it in the web process) only up to this size;
+# a bigger one shows its size and can be downloaded.
+STEP_OUTPUT_PREVIEW_BYTES = env_int("STEP_OUTPUT_PREVIEW_BYTES", 5 * 1024 * 1024, minimum=0)
 # Retention (app.ops.retention): once a day a worker prunes finished runs older than this
 # many days (0: never; `manage.py prune` does it by hand), keeping each pipeline's newest
 # PRUNE_KEEP_LAST runs and whatever a deployed model version came from.

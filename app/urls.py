@@ -4,6 +4,7 @@ from django.urls import include, path
 from app.api import urls as api_urls
 from app.web import access
 from app.web.views import (
+    account,
     actions,
     alerts,
     audit,
@@ -13,6 +14,7 @@ from app.web.views import (
     home,
     models,
     ops,
+    outputs,
     paramsets,
     pipelines,
     results,
@@ -39,6 +41,7 @@ urlpatterns = [
     path("results/models/<str:name>/", results.model_results, name="results_model"),
     path("results/<str:name>/", results.pipeline_results, name="results_pipeline"),
     path("logout/", home.logout, name="logout"),
+    path("account/", account.account, name="account"),
     path("pipelines/", pipelines.pipeline_list, name="pipeline_list"),
     path("pipelines/<str:name>/", pipelines.pipeline_detail, name="pipeline_detail"),
     path("pipelines/<str:name>/grid/", grid.pipeline_grid, name="pipeline_grid"),
@@ -82,6 +85,8 @@ urlpatterns = [
     path("runs/<int:run_id>/timeline/", timeline.run_timeline, name="run_timeline"),
     path("runs/<int:run_id>/steps/<str:step>/", runs.run_step, name="run_step"),
     path("runs/<int:run_id>/steps/<str:step>/log/<int:number>/", runs.run_step_log, name="run_step_log"),
+    path("runs/<int:run_id>/steps/<str:step>/mark/", actions.step_mark, name="step_mark"),
+    path("runs/<int:run_id>/steps/<str:step>/output/", outputs.step_output, name="step_output"),
     path("runs/<int:run_id>/cancel/", actions.cancel, name="run_cancel"),
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),

@@ -5,7 +5,8 @@ from django.http import HttpResponse
 from django.template import engines
 from django.urls import path
 
-from app.urls import handler400, handler403, handler404, handler500, urlpatterns as site  # noqa: F401
+from app.urls import handler400, handler403, handler404, handler500  # noqa: F401
+from app.urls import urlpatterns as site
 from app.web.access import any_role
 
 TRIVIAL = engines["django"].from_string("<!doctype html><title>bare</title><p>Hello {{ name }}</p>")

@@ -215,7 +215,7 @@ def test_an_unknown_zone_is_ignored(operator_client):
     page = text(operator_client.get(f"/runs/{run.pk}/"))
 
     assert f">{run.created_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M:%S}</time>" in page
-    assert "Times are in UTC." in page
+    assert "Times are in UTC · " in page
 
 
 # --- messages after an htmx action -------------------------------------------------------------

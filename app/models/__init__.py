@@ -1,7 +1,7 @@
 """The app's models, by topic: runs.py (pipelines' history: snapshots, runs, step runs,
 metrics, parameter sets, the audit trail), mlmodels.py (model versions, deployments,
-retrain verdicts, result tables, API tokens) and ops.py (schedules and their slots, paused
-pipelines). Beneath every other package: nothing here
+retrain verdicts, result tables, API tokens), ops.py (schedules and their slots, paused
+pipelines, alerts) and people.py (each person's preferences). Beneath every other package: nothing here
 imports the rest of the app."""
 
 from app.models.mlmodels import (  # noqa: F401
@@ -34,6 +34,7 @@ from app.models.ops import (  # noqa: F401
     ScheduledSlot,
     SlotOutcome,
 )
+from app.models.people import Preferences  # noqa: F401
 from app.models.runs import (  # noqa: F401
     FINISHED,
     RUN_STATUSES,

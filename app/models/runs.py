@@ -156,6 +156,13 @@ class StepRun(Timed, models.Model):
     # A small output's pickle (at most STEP_OUTPUT_INLINE_BYTES) is kept here instead of a
     # file at output_path (app.artifacts.save_output).
     output_inline = models.BinaryField(null=True, blank=True, editable=False)
+    # An operator set the outcome by hand (app.runs.actions.mark_step): who, why and when.
+    # A step marked succeeded this way has no output; its dependants receive None.
+    marked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    marked_reason = models.CharField(max_length=500, blank=True)
+    marked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run_id", "position"]
@@ -263,6 +270,7 @@ class AuditAction(models.TextChoices):
     RETRY = "retry", "retried from failure"
     RERUN = "rerun", "re-ran"
     CANCEL = "cancel", "cancelled a run"
+    STEP_MARK = "step_mark", "marked a step by hand"
     PARAMSET_CREATE = "paramset_create", "created a parameter set"
     PARAMSET_EDIT = "paramset_edit", "edited a parameter set"
     PARAMSET_ARCHIVE = "paramset_archive", "archived a parameter set"

@@ -1,12 +1,14 @@
 """What an operator does to runs, from the dashboard or the JSON API: start, cancel, retry
-from failure, re-run. Each is one transaction with its audit event, so the two front ends
-cannot differ; the steps are queued once it commits. A refusal raises ActionRefused (or
-SetRefused) with the sentence the operator reads."""
+from failure, re-run, mark a step by hand. Each is one transaction with its audit event, so
+the two front ends cannot differ; the steps are queued once it commits. A refusal raises
+ActionRefused (or SetRefused) with the sentence the operator reads."""
+
+import functools
 
 from django.db import transaction
 
 from app.mlmodels import retrain
-from app.models import AuditAction, ParameterSet, Run
+from app.models import AuditAction, ParameterSet, Run, StepRun
 from app.runs import actions, audit, paramsets, tasks
 from app.runs.actions import ActionRefused  # noqa: F401  (the refusal callers catch)
 
@@ -48,3 +50,20 @@ def rerun(run: Run, user) -> Run:
         retrain.carry_over(run, new)
         audit.record(user, AuditAction.RERUN, new, details={"rerun_of": run.pk, "params": new.params})
     return new
+
+
+def mark_step(step_run: StepRun, outcome: str, reason: str, user, *, expected: tuple[str, int]) -> actions.MarkPlan:
+    """Set a step's outcome by hand (actions.mark_step), audited with the reason; the steps
+    it made ready are queued once it commits (should the queue refuse them then, they stay
+    queued and the watchdog queues them again)."""
+    with transaction.atomic():
+        plan, ready = actions.mark_step(step_run, outcome, reason, user, expected=expected)
+        details = {"outcome": outcome, "reason": reason.strip(), "was": expected[0], "attempt": expected[1]}
+        if plan.will_run:
+            details["steps_that_run"] = plan.will_run
+        if plan.skipped:
+            details["steps_skipped"] = plan.skipped
+        details["run_status_after"] = plan.run_after
+        audit.record(user, AuditAction.STEP_MARK, step_run, pipeline_name=step_run.run.pipeline_name, details=details)
+        transaction.on_commit(functools.partial(tasks.enqueue, ready), robust=True)
+    return plan

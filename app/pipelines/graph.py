@@ -32,6 +32,14 @@ def roots(graph: nx.DiGraph) -> list[str]:
     return [node for node in graph.nodes if graph.in_degree(node) == 0]
 
 
+def upstream(graph: nx.DiGraph, nodes) -> set[str]:
+    """Every step that any of `nodes` depends on, directly or not."""
+    result = set()
+    for node in nodes:
+        result |= nx.ancestors(graph, node)
+    return result
+
+
 def downstream(graph: nx.DiGraph, nodes) -> set[str]:
     """Every step that depends, directly or not, on any of `nodes`."""
     result = set()

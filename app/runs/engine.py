@@ -471,7 +471,10 @@ def _prepare(step_run: StepRun):
             StepRun.objects.filter(run=run, step_name__in=step.inputs).values_list("step_name", "output_path", "output_inline")
         }
         for name in step.inputs:
-            inputs[name] = artifacts.load_output(*saved[name])
+            path, inline = saved[name]
+            # A step marked succeeded by hand (app.runs.actions.mark_step) produced nothing:
+            # what takes its output receives None, as the confirmation page said.
+            inputs[name] = artifacts.load_output(path, inline) if path or inline is not None else None
     params = pipe.make_params(run.params)
     return step.func, inputs, params
 
@@ -535,6 +538,9 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
             return Ready(later=[(step_run.pk, delay)]) if delay else Ready([step_run.pk])
         if not this_attempt.update(status=Status.FAILED, finished_at=now, log=log_text, error=error, traceback=trace):
             return Ready()
+        # Locked before the statement that skips what is below, as the run's other
+        # bookkeeping does (success, mark by hand): a step re-opened by hand meanwhile is seen.
+        statements.lock_run(run_id)
         below = dag.downstream(graph, [step_run.step_name])
         skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
             status=Status.UPSTREAM_FAILED, finished_at=now

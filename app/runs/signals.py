@@ -8,6 +8,8 @@ commits, or rolls back, with the run's own bookkeeping.
 
 from django.dispatch import Signal
 
-# Sent once, inside the transaction that gives a run its final status, with
-# `run_id` (int) and `status` (a finished app.models.Status value).
+# Sent inside the transaction that gives a run its final status, with `run_id` (int) and
+# `status` (a finished app.models.Status value). Once per run, unless an operator marks one
+# of its steps by hand after it finished (app.runs.actions.mark_step): it is sent again when
+# the run finishes again, with its new status.
 run_finished = Signal()

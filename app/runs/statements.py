@@ -138,7 +138,7 @@ def _record_success_in_one_statement(step_run, now, log, output, successors):
             f") SELECT 0, steps_finished::bigint, steps_total::bigint, '' FROM counted"
             f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s",
             [Status.SUCCEEDED, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt,
-             Status.QUEUED, _when(now), step_run.run_id, Status.PENDING, *names, Status.QUEUED],
+             *_upstream_done_params(step_run.run_id, names, now), Status.QUEUED],
         )
         rows = cursor.fetchall()
     counts = [row for row in rows if row[0] == 0]
@@ -173,14 +173,25 @@ def count_finished(run_id: int, count: int) -> tuple[int, int]:
 
 
 def _upstream_done_sql(marks: str) -> str:
-    """The UPDATE that counts one more upstream done for some steps and queues those with
-    none left; parameters: queued status, now, run id, pending status, the step names."""
+    """The UPDATE that counts one more upstream done for some steps and queues the pending
+    ones with none left; its parameters are `_upstream_done_params`.
+
+    Upstream-failed steps are counted too, so `upstream_left` is always the number of
+    upstream steps that have not succeeded: a step marked succeeded by hand can re-open
+    them (app.runs.actions.mark_step). It also means a success whose statement began before
+    such a re-opening committed still finds the re-opened row (PostgreSQL re-checks the
+    WHERE on the row's new version), so its count is never lost."""
     return (
         f"UPDATE {STEP} SET upstream_left = upstream_left - 1,"
-        f" status = CASE WHEN upstream_left = 1 THEN %s ELSE status END,"
-        f" queued_at = CASE WHEN upstream_left = 1 THEN %s ELSE queued_at END"
-        f" WHERE run_id = %s AND status = %s AND upstream_left > 0 AND step_name IN ({marks})"
+        f" status = CASE WHEN upstream_left = 1 AND status = %s THEN %s ELSE status END,"
+        f" queued_at = CASE WHEN upstream_left = 1 AND status = %s THEN %s ELSE queued_at END"
+        f" WHERE run_id = %s AND status IN (%s, %s) AND upstream_left > 0 AND step_name IN ({marks})"
     )
+
+
+def _upstream_done_params(run_id: int, names: list, now) -> list:
+    return [Status.PENDING, Status.QUEUED, Status.PENDING, _when(now), run_id, Status.PENDING,
+            Status.UPSTREAM_FAILED, *names]
 
 
 def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
@@ -192,9 +203,17 @@ def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"{_upstream_done_sql(marks)} RETURNING id, queue, status",
-            [Status.QUEUED, _when(now), run_id, Status.PENDING, *names],
+            _upstream_done_params(run_id, names, now),
         )
         return sorted((pk, queue) for pk, queue, status in cursor.fetchall() if status == Status.QUEUED)
+
+
+def lock_run(run_id: int) -> Run:
+    """The run row, locked until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
+    transactions hold the whole database already). Taken before reading other step runs of
+    the run to decide what they become: a step failing and an operator marking a step by
+    hand then see each other's changes instead of deciding from what was there before."""
+    return Run.objects.select_for_update().get(pk=run_id)
 
 
 def finish_steps(run_id: int, count: int, now):

@@ -22,7 +22,7 @@ from app.models import (
 )
 from app.ops import scheduler
 from app.pipelines.registry import ParamError, registry
-from app.runs import paramsets
+from app.runs import actions, paramsets
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
 
@@ -366,3 +366,23 @@ class AlertRuleForm(forms.ModelForm):
         self.fields["minutes"].help_text = "No worker / queued steps: how long; a late scheduled run: the grace after its slot"
         self.fields["remind_hours"].help_text = "While the incident is open and nobody acknowledged it; 0: never"
         self.fields["enabled"].help_text = "Off: nothing is watched, and its open incidents are closed (no recovery message)"
+
+
+class MarkStepForm(forms.Form):
+    """Mark a step's outcome by hand: the outcome, the step's state as the page showed it (a
+    step that changed since is refused) and the reason, kept in the audit trail."""
+
+    outcome = forms.ChoiceField(choices=[(o.value, o.label) for o in actions.MARK_OUTCOMES], widget=forms.HiddenInput)
+    status = forms.CharField(max_length=20, widget=forms.HiddenInput)
+    attempt = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    reason = forms.CharField(
+        max_length=500, strip=True, label="Reason",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "why the outcome is set by hand, in a sentence"}),
+        error_messages={"required": "Give a reason: it is kept in the audit trail, with your name."},
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if any(name in self.errors for name in ("outcome", "status", "attempt")):
+            self.add_error(None, "The form does not say which state of the step it was shown for: open the page again.")
+        return cleaned

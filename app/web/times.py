@@ -1,7 +1,9 @@
 """Times as people read them: in the viewer's time zone, saying which, with UTC on hover.
 
-- `TimezoneMiddleware` makes the viewer's zone the current one for the request: the zone
-  their browser reports (static/js/live.js keeps it in the `tz` cookie), else TIME_ZONE.
+- `TimezoneMiddleware` makes the viewer's zone the current one for the request: the zone they
+  chose on their settings page (/account/; kept in the session, copied there at sign-in, so
+  no query per request), else the zone their browser reports (static/js/live.js keeps it in
+  the `tz` cookie), else TIME_ZONE.
   Django's `date` filter and `localtime` then convert every aware time to it.
 - The `when` and `ago` filters (built in for every template, see TEMPLATES) write a time as
   `<time>` with its ISO value and a title giving it in UTC and how long ago it was.
@@ -16,12 +18,15 @@ import functools
 import zoneinfo
 
 from django import template
+from django.contrib.auth.signals import user_logged_in
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 COOKIE = "tz"
+SESSION_KEY = "time_zone"  # the zone the person chose on their settings page, copied at sign-in
 register = template.Library()
 
 
@@ -34,12 +39,31 @@ def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
     return zoneinfo.ZoneInfo(name) if name in _zones() else None
 
 
+def remember(session, time_zone: str) -> None:
+    """Show this session's pages in `time_zone` ("" : the browser's)."""
+    if time_zone:
+        session[SESSION_KEY] = time_zone
+    else:
+        session.pop(SESSION_KEY, None)
+
+
+@receiver(user_logged_in, dispatch_uid="times.chosen_zone")
+def _chosen_zone_at_sign_in(sender, request, user, **kwargs):
+    from app.models import Preferences
+
+    chosen = Preferences.objects.filter(user=user).values_list("time_zone", flat=True).first()
+    if request is not None and hasattr(request, "session"):
+        remember(request.session, chosen or "")
+
+
 class TimezoneMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        zone = zone_named(request.COOKIES.get(COOKIE, ""))
+        session = getattr(request, "session", None)
+        chosen = session.get(SESSION_KEY, "") if session is not None else ""
+        zone = zone_named(chosen or request.COOKIES.get(COOKIE, ""))
         if zone is not None:
             timezone.activate(zone)
         else:

@@ -1,15 +1,18 @@
-"""Operator actions on a run: cancel, retry from failure (with a preview), re-run."""
+"""Operator actions on a run: cancel, retry from failure (with a preview), re-run, and
+marking a step's outcome by hand (with a confirmation page)."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from app.models import Status
 from app.ops import operate
 from app.pipelines import dag_svg
 from app.runs import actions, tasks
 from app.web.access import operator_required
-from app.web.views.runs import get_run_or_404, saves_a_run
+from app.web.forms import MarkStepForm
+from app.web.views.runs import get_run_or_404, get_step_run_or_404, saves_a_run
 
 
 @require_POST
@@ -82,3 +85,73 @@ def rerun(request, run_id):
         return redirect(new)
     messages.success(request, f"Run #{new.pk} re-runs run #{run.pk} with the same parameters.")
     return redirect(new)
+
+
+@require_http_methods(["GET", "POST"])
+@operator_required
+def step_mark(request, run_id, step):
+    """GET: what marking the step's outcome by hand does, in words, and the reason to give;
+    POST: mark it (422 without a reason, 409 when the step changed since the page showed it;
+    nothing changes either way)."""
+    run = get_run_or_404(run_id)
+    step_run = get_step_run_or_404(run, step)
+    refused, status = "", 200
+    if request.method == "POST":
+        form = MarkStepForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                plan = operate.mark_step(
+                    step_run, data["outcome"], data["reason"], request.user, expected=(data["status"], data["attempt"])
+                )
+            except operate.ActionRefused as exc:
+                # Shown above the page as it is now, with a form for the step's current state.
+                refused, status = str(exc), 409
+                step_run.refresh_from_db()
+                run.refresh_from_db()
+                form = _mark_form(step_run, data["outcome"], reason=data["reason"])
+            else:
+                messages.success(request, _marked(plan))
+                return redirect(step_run)
+        else:
+            status = 422
+        outcome = form.data.get("outcome") if not refused else form.initial["outcome"]
+    else:
+        outcome = request.GET.get("outcome", "")
+        form = _mark_form(step_run, outcome)
+        outcome = form.initial["outcome"]
+    outcome = outcome if outcome in actions.MARK_OUTCOMES else Status.SUCCEEDED
+    refusal = actions.mark_refusal(step_run, run, outcome)
+    context = {
+        "run": run,
+        "step_run": step_run,
+        "outcome": outcome,
+        "outcome_label": Status(outcome).label,
+        "other": [o for o in actions.mark_outcomes(step_run, run) if o != outcome],
+        "refusal": refusal,
+        "refused": refused,
+        "plan": None if refusal else actions.plan_for(step_run, outcome),
+        "stuck_running": step_run.status == Status.RUNNING,
+        "form": form,
+    }
+    return render(request, "runs/mark.html", context, status=status)
+
+
+def _mark_form(step_run, outcome: str, reason: str = "") -> MarkStepForm:
+    outcome = outcome if outcome in actions.MARK_OUTCOMES else Status.SUCCEEDED
+    return MarkStepForm(initial={"outcome": outcome, "status": step_run.status, "attempt": step_run.attempt,
+                                 "reason": reason})
+
+
+def _marked(plan: actions.MarkPlan) -> str:
+    """The message after a mark: what it set going."""
+    said = [f"Step {plan.step} is marked {Status(plan.outcome).label}."]
+    if plan.run_now:
+        said.append(f"Queued now: {', '.join(plan.run_now)}.")
+    if plan.skipped:
+        said.append(f"Upstream failed now: {', '.join(plan.skipped)}.")
+    if plan.run_after != Status.RUNNING:
+        said.append(f"The run finished {Status(plan.run_after).label}.")
+    elif plan.reopens_run:
+        said.append("The run is running again.")
+    return " ".join(said)

@@ -18,9 +18,9 @@ from app import artifacts
 from app.models import UNFINISHED, Metric, Promotion, ResultTable, Run, Status, StepRun, WorkerHeartbeat
 from app.ops import operate, scheduler
 from app.pipelines import dag_svg
-from app.runs import tasks, worker
+from app.runs import actions, tasks, worker
 from app.tracking import results
-from app.web import filters, live, tables
+from app.web import filters, live, previews, tables
 from app.web.access import operator_required
 from app.web.forms import ParamsForm
 from app.web.timeline import timeline
@@ -310,6 +310,11 @@ def run_step(request, run_id, step):
         "log_cut": bool(log_size) and log_size > len(step_run.log.encode()),
         "tail_lines": artifacts.TAIL_LINES,
         "polling": step_run.status in UNFINISHED,
+        "mark_outcomes": actions.mark_outcomes(step_run, run),
+        # Read (unpickled) only for a step that succeeded: a finished step's page does not poll.
+        "output": previews.of_step(step_run) if step_run.status == Status.SUCCEEDED else None,
+        "model_versions": step_run.model_versions.filter(attempt=step_run.attempt).select_related("model")
+        if step_run.status == Status.SUCCEEDED else (),
     }
     return respond_live(request, "runs/step.html", context, context["polling"])
 
