@@ -134,3 +134,26 @@ def test_versions_are_read_back_exactly_and_garbage_is_not():
     assert live.decode("") == []
     for garbage in ("s", "s1*", "s1*1", "s1*-3", "1s", "s1*99999999", "s1.<b>", "s1*2*3"):
         assert live.decode(garbage) is None, garbage
+
+
+def test_a_running_steps_page_answers_204_until_its_log_grows(operator_client):
+    from app import artifacts
+
+    run, ready = engine.start_run("fanout_demo", {"rows": "10"})
+    step = run.step_runs.get(step_name="load")
+    step.status, step.attempt = "running", 1
+    step.started_at = run.created_at
+    step.save()
+    log = artifacts.open_log(artifacts.log_path(run.pk, "load", 1))  # as the worker writes it
+    log.append(b"reading rows\n")
+    url = f"/runs/{run.pk}/steps/load/"
+    version = re.search(r'id="step-live" data-version="([^"]+)"', text(operator_client.get(url)))[1]
+
+    assert poll(operator_client, url, version).status_code == 204
+
+    log.append(b"5 rows read\n")
+    response = poll(operator_client, url, version)
+
+    assert response.status_code == 200
+    assert "5 rows read" in text(response)
+    log.close()

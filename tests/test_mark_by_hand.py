@@ -165,6 +165,8 @@ def test_it_marks_a_failed_step_succeeded_and_re_opens_the_run(marks, operator_c
     assert output(steps(run)["publish"]) == {"received": None}
     page = operator_client.get(reverse("run_step", args=[run.pk, "check"])).content.decode()
     assert "Marked succeeded by olivia: the source was fixed upstream" in page
+    run_page = operator_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert "✎ marked succeeded by olivia: the source was fixed upstream" in run_page
 
 
 def test_it_marks_a_queued_step_failed_and_skips_what_waits_for_it(marks, operator_client):

@@ -155,7 +155,7 @@ def sort_links(params) -> dict[str, dict]:
 
 
 def _live_context(run):
-    step_runs = list(run.step_runs.defer("log", "traceback", "output_inline"))
+    step_runs = list(run.step_runs.select_related("marked_by").defer("log", "traceback", "output_inline"))
     layout = tasks.layout_for(run.snapshot)
     statuses = {sr.step_name: sr.status for sr in step_runs}
     base_url = reverse("run_detail", args=[run.pk]) + "steps/"
@@ -227,7 +227,8 @@ def _poll_changes(request, run):
     positions = live.changed_steps(held, summary, [live.step_code(status, attempt) for status, attempt, _ in rows])
     if positions is None:
         return None
-    changed = list(run.step_runs.filter(position__in=positions).defer("log", "traceback", "output_inline"))
+    changed = list(run.step_runs.filter(position__in=positions).select_related("marked_by")
+                   .defer("log", "traceback", "output_inline"))
     context = {
         "run": run,
         "changed": changed,
@@ -291,16 +292,26 @@ def get_step_run_or_404(run, step) -> StepRun:
 def run_step(request, run_id, step):
     run = get_run_or_404(run_id)
     step_run = get_step_run_or_404(run, step)
+    log_file = artifacts.log_path(run.pk, step, step_run.attempt)
+    log_size = artifacts.log_size(log_file) if step_run.attempt else None
+    # What the live part shows, named: a poll answers 204 while the step, its run and its
+    # log are as the page has them (app/web/live.py).
+    version = live.digest(
+        step_run.status, step_run.attempt, step_run.started_at, step_run.finished_at, step_run.marked_at,
+        step_run.error, log_size, step_run.metrics.filter(attempt=step_run.attempt).count(),
+        run.status, run.cancel_requested_at,
+    )
+    if request.htmx and live.held(request) == version and step_run.status in UNFINISHED:
+        return live.unchanged(version)
     snapshot = run.snapshot
     graph_steps = {s["name"]: s for s in snapshot.steps}
-    log_file = artifacts.log_path(run.pk, step, step_run.attempt)
     if step_run.status == Status.RUNNING:
         step_run.log = artifacts.log_tail(log_file)  # live: read from the file being written
     attempts = list(step_run.attempts.all())
     for attempt in attempts:
         attempt.log_size = artifacts.log_size(artifacts.log_path(run.pk, step, attempt.number))
-    log_size = artifacts.log_size(log_file) if step_run.attempt else None
     context = {
+        "version": version,
         "run": run,
         "step_run": step_run,
         "info": graph_steps.get(step, {}),
