@@ -105,7 +105,7 @@ def operator_paths(ids):
         "/incidents/", f"/incidents/{ids['incident']}/",
         "/models/", "/models/demo/", "/models/demo/versions/3/", "/models/demo/versions/3/deploy/",
         "/tokens/", "/audit/", "/audit/?since=yesterday",
-        "/runs/999999/", "/no/such/page/", f"/runs/{done}/cancel/",  # two 404s and a 405
+        "/runs/999999/", "/no/such/page/", f"/runs/{done}/cancel/",  # two 404s and a cancel confirmation
     ]
 
 

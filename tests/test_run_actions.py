@@ -221,6 +221,30 @@ def test_it_cancels_from_the_run_page(operator_client, operator):
     assert AuditEvent.objects.get().action == "cancel"
 
 
+def test_without_javascript_the_cancel_button_opens_a_confirmation_that_changes_nothing(operator_client):
+    run, ready = engine.start_run("fanout_demo", {})
+    engine.execute_step(ready[0])  # load succeeded; total, mean and spread are queued, report waits
+    run_page = operator_client.get(f"/runs/{run.pk}/").content.decode()
+    assert f'<form method="get" action="/runs/{run.pk}/cancel/" hx-post="/runs/{run.pk}/cancel/"' in run_page
+
+    response = operator_client.get(f"/runs/{run.pk}/cancel/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Cancel run #{run.pk}?" in page and "4 steps not started yet will not run." in page
+    assert f'<form method="post" action="/runs/{run.pk}/cancel/"' in page and "Keep it running" in page
+    run.refresh_from_db()
+    assert run.status == Status.RUNNING and run.cancel_requested_at is None and not AuditEvent.objects.exists()
+
+
+def test_the_cancel_confirmation_of_a_finished_run_says_there_is_nothing_to_cancel(operator_client):
+    run = finished_run("flaky_demo")
+
+    page = operator_client.get(f"/runs/{run.pk}/cancel/").content.decode()
+
+    assert "has already ended (failed): there is nothing to cancel." in page and "<form method=\"post\"" not in page
+
+
 def test_it_shows_the_actions_that_apply_to_a_failed_run(operator_client):
     run = finished_run("flaky_demo")
 
@@ -259,7 +283,7 @@ def test_it_forbids_stakeholders_and_changes_nothing(stakeholder_client, method,
     assert Run.objects.count() == 1 and not AuditEvent.objects.exists()
 
 
-@pytest.mark.parametrize("method,name", [("get", "run_cancel"), ("get", "run_retry"), ("get", "run_rerun"), ("post", "run_retry_preview")])
+@pytest.mark.parametrize("method,name", [("put", "run_cancel"), ("get", "run_retry"), ("get", "run_rerun"), ("post", "run_retry_preview")])
 def test_it_refuses_the_wrong_method(operator_client, method, name):
     run = finished_run("flaky_demo")
 

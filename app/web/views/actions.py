@@ -1,6 +1,8 @@
 """Operator actions on a run: cancel, retry from failure (with a preview), re-run, and
 marking a step's outcome by hand (with a confirmation page)."""
 
+from collections import Counter
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,10 +17,20 @@ from app.web.forms import MarkStepForm
 from app.web.views.runs import get_run_or_404, get_step_run_or_404, saves_a_run
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @operator_required
 def cancel(request, run_id):
+    """GET: the confirmation, as a page (the run page's button asks in a dialog when the
+    browser runs JavaScript, and opens this page when it does not). POST: cancel."""
     run = get_run_or_404(run_id)
+    if request.method == "GET":
+        counts = Counter(run.step_runs.values_list("status", flat=True))
+        context = {
+            "run": run,
+            "running": counts[Status.RUNNING],
+            "not_started": sum(counts[status] for status in (Status.PENDING, Status.QUEUED, Status.RETRYING)),
+        }
+        return render(request, "runs/cancel.html", context)
     try:
         run = operate.cancel(run, request.user)
     except operate.ActionRefused as exc:
