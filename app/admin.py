@@ -28,6 +28,7 @@ from app.models import (
     ParameterSetRevision,
     PipelineSnapshot,
     PipelineState,
+    Preferences,
     Promotion,
     RegisteredModel,
     ResultTable,
@@ -220,6 +221,14 @@ class ParameterSetRevisionAdmin(ReadOnlyAdmin):
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "queue", "threads", "last_seen", "started_at", "stopping"]
     list_filter = ["queue", "stopping"]
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(admin.ModelAdmin):
+    """Each person's own choices (the time zone of times); people change them on /account/."""
+
+    list_display = ["user", "time_zone"]
+    search_fields = ["user__username"]
 
 
 @admin.register(Lease)

@@ -112,6 +112,19 @@ def stakeholder_client(client, stakeholder):
 
 
 @pytest.fixture
+def remove_run_files(db):
+    """Remove the outputs and logs of this test's runs: a later test whose run gets the same
+    id (the database is rolled back, ids are given again) must not find them."""
+    yield
+    from app import artifacts
+    from app.models import Run
+
+    for run_id in Run.objects.values_list("pk", flat=True):
+        artifacts.delete_tree(f"runs/{run_id}")
+        artifacts.delete_tree(f"logs/{run_id}")
+
+
+@pytest.fixture
 def define():
     """Define test pipelines in the global registry for one test, then rediscover the examples."""
     try:

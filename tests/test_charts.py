@@ -14,7 +14,7 @@ from app.pipelines.registry import Params, param
 from app.runs import engine
 from app.web import charts
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("remove_run_files")]
 
 DAY_OR_TIME = re.compile(r"(?:[A-Z][a-z]{2} [1-9]\d?|\d\d:\d\d|[A-Z][a-z]{2}|\d{4})")
 

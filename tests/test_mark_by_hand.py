@@ -17,20 +17,10 @@ from app.pipelines.registry import registry
 from app.runs import actions, engine, statements, tasks
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("remove_run_files")]
 
 MARKS = "tests.fixtures.mark_pipelines"
 FAST_HEARTBEAT = {"STEP_HEARTBEAT_SECONDS": "0.2", "STEP_LOST_AFTER_SECONDS": "1.5"}
-
-
-@pytest.fixture(autouse=True)
-def remove_run_files(db):
-    """Remove the outputs and logs of this test's runs: a later test whose run gets the same
-    id (the database is rolled back, ids are given again) must not find them."""
-    yield
-    for run_id in Run.objects.values_list("pk", flat=True):
-        artifacts.delete_tree(f"runs/{run_id}")
-        artifacts.delete_tree(f"logs/{run_id}")
 
 
 @pytest.fixture

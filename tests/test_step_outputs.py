@@ -10,23 +10,15 @@ from django.test import override_settings
 from django.urls import reverse
 
 from app import artifacts
-from app.models import Run, StepRun
+from app.models import StepRun
 from app.runs import engine
 from tests.conftest import train_version
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("remove_run_files")]
 
 RETURNED = {}  # what the step of t_returns returns, set by each test
 
 
-@pytest.fixture(autouse=True)
-def remove_run_files(db):
-    """Remove the outputs and logs of this test's runs: a later test whose run gets the same
-    id (the database is rolled back, ids are given again) must not find them."""
-    yield
-    for run_id in Run.objects.values_list("pk", flat=True):
-        artifacts.delete_tree(f"runs/{run_id}")
-        artifacts.delete_tree(f"logs/{run_id}")
 
 
 class Exploding:
