@@ -106,6 +106,11 @@ class Run(Timed, models.Model):
             models.Index(fields=["pipeline_name", "-id"], name="run_pipeline_idx"),
             # run list filtered by status; polls asking "is anything unfinished?"
             models.Index(fields=["status", "-id"], name="run_status_idx"),
+            # a run page's re-runs and retries, on every poll: only the runs that have a source,
+            # so the planner sees a selective index (SQLite's statistics on the plain foreign-key
+            # index, NULL for nearly every run, make it scan the table instead)
+            models.Index(fields=["rerun_of"], condition=models.Q(rerun_of__isnull=False), name="run_rerun_of_idx"),
+            models.Index(fields=["retry_of"], condition=models.Q(retry_of__isnull=False), name="run_retry_of_idx"),
         ]
 
     def __str__(self):
