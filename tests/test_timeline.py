@@ -229,3 +229,15 @@ def test_it_can_be_included_with_only_the_run_and_its_timeline():
     assert len(rects(html)) == 5
     assert timezone.is_aware(run.started_at)
 
+
+
+def test_a_bar_that_fills_the_whole_span_starts_at_zero_not_minus_zero():
+    from app.web import timeline as tl
+
+    start = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
+    end = start + datetime.timedelta(seconds=0.3)  # 100 × 0.3 / 0.3 is 100.00000000000001 in floats
+    step = StepRun(step_name="only", status=Status.SUCCEEDED, started_at=start, finished_at=end)
+
+    row = tl._row(0, step, tl.Span(started_at=start, finished_at=end, end=end), end)
+
+    assert (row["x"], row["width"]) == ("0.000", "100.000")

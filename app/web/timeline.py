@@ -120,7 +120,7 @@ def _row(index, step_run, span, now) -> dict:
         length = min(max((end - started).total_seconds(), 0.0), total - offset)
         x = 100 * offset / total
         width = max(100 * length / total, MIN_WIDTH)
-        x = min(x, 100 - width)
+        x = max(min(x, 100 - width), 0.0)  # never "-0.000" when a bar fills the whole span
         row.update(bar=True, x=f"{x:.3f}", width=f"{width:.3f}", offset=f"+{_length_label(offset)}")
     return row
 
