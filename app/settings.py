@@ -420,6 +420,33 @@ STEP_OUTPUT_PREVIEW_BYTES = env_int("STEP_OUTPUT_PREVIEW_BYTES", 5 * 1024 * 1024
 # PRUNE_KEEP_LAST runs and whatever a deployed model version came from.
 PRUNE_OLDER_THAN_DAYS = env_int("PRUNE_OLDER_THAN_DAYS", 0, minimum=0)
 PRUNE_KEEP_LAST = env_int("PRUNE_KEEP_LAST", 20, minimum=0)
+
+# Model monitoring (app.mlmodels.predlog, health, drift, trials). Every prediction request
+# is logged, off the request path: each web process buffers up to PREDICTION_LOG_BUFFER
+# records and a thread of its own writes them every PREDICTION_LOG_FLUSH_SECONDS (a full
+# buffer drops the newest, counted and logged; a prediction never waits or fails for it).
+PREDICTION_LOG = env_bool("PREDICTION_LOG", True)
+PREDICTION_LOG_BUFFER = env_int("PREDICTION_LOG_BUFFER", 10_000, minimum=1)
+PREDICTION_LOG_FLUSH_SECONDS = env_float("PREDICTION_LOG_FLUSH_SECONDS", 1.0, minimum=0.01)
+# One request in 1/PREDICTION_SAMPLE_RATE keeps its inputs (its first
+# PREDICTION_SAMPLE_MAX_INSTANCES instances) for drift, at most PREDICTION_SAMPLES_PER_DAY
+# requests per version per day. Outputs are kept for feedback up to that many instances.
+PREDICTION_SAMPLE_RATE = env_float("PREDICTION_SAMPLE_RATE", 0.1, minimum=0.0)
+if PREDICTION_SAMPLE_RATE > 1:
+    raise ImproperlyConfigured(f"PREDICTION_SAMPLE_RATE={PREDICTION_SAMPLE_RATE:g} is a share: between 0 and 1")
+PREDICTION_SAMPLES_PER_DAY = env_int("PREDICTION_SAMPLES_PER_DAY", 1000, minimum=0)
+PREDICTION_SAMPLE_MAX_INSTANCES = env_int("PREDICTION_SAMPLE_MAX_INSTANCES", 100, minimum=1)
+# The prediction log and its per-minute roll-up are kept this many days (0: for ever).
+PREDICTION_LOG_DAYS = env_int("PREDICTION_LOG_DAYS", 30, minimum=0)
+# How often a worker rolls the log up, computes drift and ends shadow periods.
+MONITORING_SECONDS = env_float("MONITORING_SECONDS", 60.0, minimum=0.1)
+# Drift compares the sampled inputs of the last DRIFT_WINDOW_HOURS with the training
+# reference, once there are at least DRIFT_MIN_ROWS of them.
+DRIFT_WINDOW_HOURS = env_float("DRIFT_WINDOW_HOURS", 24.0, minimum=0.01)
+DRIFT_MIN_ROWS = env_int("DRIFT_MIN_ROWS", 100, minimum=1)
+# A shadow copy of a live request waits in a bounded queue for the candidate; when the
+# queue is full the copy is dropped (counted), never the live answer slowed.
+SHADOW_QUEUE = env_int("SHADOW_QUEUE", 1000, minimum=1)
 if STEP_LOST_AFTER_SECONDS <= 2 * STEP_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("STEP_LOST_AFTER_SECONDS must be more than twice STEP_HEARTBEAT_SECONDS")
 

@@ -72,6 +72,12 @@ def on_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def served(answer: dict) -> dict:
+    """A prediction answer without its request id (new for every request)."""
+    assert isinstance(answer.get("id"), str) and len(answer["id"]) == 36, answer
+    return {key: value for key, value in answer.items() if key != "id"}
+
+
 def make_user(username, group=None, superuser=False):
     user = User.objects.create_user(username, password=PASSWORD, is_staff=superuser, is_superuser=superuser)
     if group:

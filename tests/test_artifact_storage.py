@@ -22,7 +22,7 @@ from app.models import ModelVersion, Run, Status, StoreMarker
 from app.ops import retention
 from app.runs import actions, engine, store_check
 from app.settings import artifact_storage
-from tests.conftest import ROOT, make_user, process_env, wait_for
+from tests.conftest import ROOT, make_user, process_env, served, wait_for
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
 REFUSAL = "is not the one this database uses: with several machines DATA_DIR must be shared, or set ARTIFACTS_URL"
@@ -312,7 +312,7 @@ def test_a_run_on_a_worker_keeps_outputs_and_model_in_the_bucket_and_the_model_s
         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}",
     )
     assert response.status_code == 200
-    assert response.json() == {"model": "iris-rf", "version": version.version, "predictions": [0, 2]}
+    assert served(response.json()) == {"model": "iris-rf", "version": version.version, "predictions": [0, 2]}
 
 
 def refusing_worker(tmp_path, **env):

@@ -8,7 +8,7 @@ import pytest
 from app.api import tokens
 from app.mlmodels import deployments
 from app.models import ModelVersion, RegisteredModel
-from tests.conftest import train_version
+from tests.conftest import served, train_version
 from tests.test_browser import SCREENSHOTS, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -69,7 +69,7 @@ def test_a_token_created_in_the_browser_calls_the_api(live_server, operator, mod
         data=json.dumps({"instances": [[1, 2]]}),
         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
     )
-    assert answer.status == 200 and answer.json() == {"model": "demo", "version": 1, "predictions": [4]}
+    assert answer.status == 200 and served(answer.json()) == {"model": "demo", "version": 1, "predictions": [4]}
     page.goto(f"{live_server.url}/tokens/")
     assert secret not in page.content() and "notebook" in page.inner_text("#tokens")
     assert "runs:read" in page.inner_text("#tokens")

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from app import artifacts
 from app.api import tokens
 from app.mlmodels import deployments
-from app.models import ApiToken, AuditEvent, ModelVersion
-from tests.conftest import make_user, train_version, wait_for
+from app.models import ApiToken, AuditEvent, ModelVersion, Prediction
+from tests.conftest import make_user, served, train_version, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,9 @@ def post(secret, body, url=URL, **headers):
 def test_it_predicts_with_the_deployed_version(deployed, secret):
     response = post(secret, {"instances": [[1, 2], [3.5, -4]]})
     assert response.status_code == 200
-    assert response.json() == {"model": "demo", "version": 1, "predictions": [3, 3]}
+    answer = response.json()
+    assert served(answer) == {"model": "demo", "version": 1, "predictions": [3, 3]}
+    assert Prediction.objects.get(uid=answer["id"]).status == 200  # the id names the logged request
 
 
 def test_it_takes_the_path_with_a_trailing_slash_too(deployed, secret):
@@ -64,9 +66,9 @@ def test_the_next_request_after_a_deploy_uses_the_new_version(deployed, secret, 
     assert post(secret, {"instances": [[0, 0]]}).json()["version"] == 1
     newer = train_version(constant=8)
     deployments.deploy(newer, ops, "newer")
-    assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 2, "predictions": [8]}
+    assert served(post(secret, {"instances": [[0, 0]]}).json()) == {"model": "demo", "version": 2, "predictions": [8]}
     deployments.rollback(newer.model, ops, "back")
-    assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 1, "predictions": [3]}
+    assert served(post(secret, {"instances": [[0, 0]]}).json()) == {"model": "demo", "version": 1, "predictions": [3]}
 
 
 def test_a_redeploy_reloads_the_file_from_the_store(deployed, secret, ops):
@@ -76,7 +78,7 @@ def test_a_redeploy_reloads_the_file_from_the_store(deployed, secret, ops):
     artifacts.resolve(deployed.file_path).write_bytes(artifacts.resolve(replacement.file_path).read_bytes())
     assert post(secret, {"instances": [[0, 0]]}).json()["predictions"] == [3]  # still the loaded one
     deployments.redeploy(deployed.model, ops, "file repaired")
-    assert post(secret, {"instances": [[0, 0]]}).json() == {"model": "demo", "version": 1, "predictions": [5]}
+    assert served(post(secret, {"instances": [[0, 0]]}).json()) == {"model": "demo", "version": 1, "predictions": [5]}
 
 
 @pytest.mark.parametrize("body, message", [

@@ -22,11 +22,12 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
 @router.post("/{name}/predict", auth=auth.PREDICT, response={200: Prediction, **ERRORS}, openapi_extra=BODY,
              summary="Predict with the deployed version")
 def predict(request, name: str):
-    """`{"instances": [[…], …]}` → the live version's predictions, one per instance, and the
-    version that made them. 404: no such model; 409: nothing deployed; 503: the deployed
+    """`{"instances": [[…], …]}` → the live version's predictions, one per instance, the
+    version that made them (a canary's share of requests: the candidate) and the request's
+    `id`, which feedback names. 404: no such model; 409: nothing deployed; 503: the deployed
     file cannot be loaded. Scope: predict."""
     try:
-        return JsonResponse(serving.predict(name, request_body(request)))
+        return JsonResponse(serving.predict(name, request_body(request), token_name=request.auth.name))
     except serving.ServingError as exc:
         return error(str(exc), exc.status)
 

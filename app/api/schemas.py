@@ -175,6 +175,7 @@ class Started(Schema):
 
 
 class Prediction(Schema):
+    id: str = Field(description="This request's id: send the true labels to /feedback with it")
     model: str
     version: int
     predictions: list[Any]

@@ -6,18 +6,30 @@ artifact store only when it is not the one already held. The held entry is one i
 tuple swapped in a single assignment, and a request predicts with the entry it looked up,
 so its answer always comes from one version, named in the response. A deploy in any process
 is therefore seen by the next request in every process, without a restart.
+
+The same query reads the candidate on trial, if any (app.mlmodels.trials): a canary answers
+its share of requests; a shadow answers a copy of each request on a thread of its own, off
+the request path. Every request is logged (app.mlmodels.predlog), without waiting for it.
 """
 
 import logging
 import math
+import os
+import queue
+import random
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from app import artifacts
-from app.models import Deployment, ModelVersion, RegisteredModel
+from app.mlmodels import predlog
+from app.models import Deployment, ModelVersion, RegisteredModel, Role, Trial, TrialMode
 from app.tracking import formats
 
 log = logging.getLogger(__name__)
@@ -51,23 +63,43 @@ class ModelUnavailable(ServingError):
 
 @dataclass(frozen=True)
 class Loaded:
-    deployment_id: int
+    deployment_id: int  # the deployment, or the trial for a candidate
     file_path: str
     name: str
     version: int
+    version_id: int
     n_features: int | None
     model: Any
 
 
-_held: dict[str, Loaded] = {}
+@dataclass(frozen=True)
+class Live:
+    """What one request reads: the model and its live version, and the candidate in shadow
+    or canary if there is one."""
+
+    model_id: int
+    deployment_id: int | None
+    version_id: int | None
+    file_path: str | None
+    trial_id: int | None
+    trial_version_id: int | None
+    trial_mode: str | None
+    trial_percent: int
+    trial_file_path: str | None
+
+
+_held: dict[tuple[str, str], Loaded] = {}
 _loading = threading.Lock()
 
-# Every request asks which deployment is live; as SQL this costs a tenth of building the
-# same query with the ORM (bench/predict_latency.py).
+# Every request asks which deployment is live (and which candidate is on trial); as SQL this
+# costs a tenth of building the same query with the ORM (bench/predict_latency.py).
 LIVE_SQL = (
-    f"SELECT m.live_id, d.version_id, v.file_path FROM {RegisteredModel._meta.db_table} m"
+    f"SELECT m.id, m.live_id, d.version_id, v.file_path, m.trial_id, t.version_id, t.mode, t.percent, tv.file_path"
+    f" FROM {RegisteredModel._meta.db_table} m"
     f" LEFT JOIN {Deployment._meta.db_table} d ON d.id = m.live_id"
-    f" LEFT JOIN {ModelVersion._meta.db_table} v ON v.id = d.version_id WHERE m.name = %s"
+    f" LEFT JOIN {ModelVersion._meta.db_table} v ON v.id = d.version_id"
+    f" LEFT JOIN {Trial._meta.db_table} t ON t.id = m.trial_id"
+    f" LEFT JOIN {ModelVersion._meta.db_table} tv ON tv.id = t.version_id WHERE m.name = %s"
 )
 
 
@@ -82,25 +114,27 @@ def load_version(version: ModelVersion):
         raise artifacts.MissingArtifact(f"the file of {version} is missing from the artifact store") from None
 
 
-def live_model(name: str) -> Loaded:
-    """The live deployment of a model name, loaded once per process per deployment."""
+def read_live(name: str) -> Live:
+    """The live deployment and the trial of a model name (one query), or UnknownModel."""
     with connection.cursor() as cursor:
         cursor.execute(LIVE_SQL, [name])
         row = cursor.fetchone()
     if row is None:
         raise UnknownModel(f"there is no model named {name!r}")
-    deployment_id, version_id, file_path = row
-    if deployment_id is None:
-        raise NothingDeployed(f"no version of {name!r} is deployed; deploy one on its model page first")
-    # A redeploy is a new deployment of the same file: it is loaded again.
-    key = (deployment_id, file_path)
-    held = _held.get(name)
-    if held is not None and (held.deployment_id, held.file_path) == key:
-        return held
+    return Live(*row[:7], row[7] or 0, row[8])
+
+
+def held(name: str, slot: str, key_id: int, version_id: int, file_path: str) -> Loaded:
+    """The model object of a version, loaded once per process per deployment (slot "live")
+    or trial (slot "trial"); ModelUnavailable if it cannot be loaded."""
+    key = (key_id, file_path)
+    entry = _held.get((name, slot))
+    if entry is not None and (entry.deployment_id, entry.file_path) == key:
+        return entry
     with _loading:
-        held = _held.get(name)
-        if held is not None and (held.deployment_id, held.file_path) == key:
-            return held
+        entry = _held.get((name, slot))
+        if entry is not None and (entry.deployment_id, entry.file_path) == key:
+            return entry
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
         try:
             model = load_version(version)
@@ -109,9 +143,27 @@ def live_model(name: str) -> Loaded:
             raise ModelUnavailable(
                 f"the deployed {version} cannot be loaded ({exc}); an operator should redeploy or roll back"
             ) from None
-        held = Loaded(deployment_id, file_path, name, version.version, version.n_features, model)
-        _held[name] = held
-    return held
+        entry = Loaded(key_id, file_path, name, version.version, version.pk, version.n_features, model)
+        _held[(name, slot)] = entry
+    return entry
+
+
+def live_model(name: str) -> Loaded:
+    """The live deployment of a model name, loaded once per process per deployment."""
+    live = read_live(name)
+    return _live_of(name, live)
+
+
+def _live_of(name: str, live: Live) -> Loaded:
+    if live.deployment_id is None:
+        raise NothingDeployed(f"no version of {name!r} is deployed; deploy one on its model page first")
+    # A redeploy is a new deployment of the same file: it is loaded again.
+    return held(name, "live", live.deployment_id, live.version_id, live.file_path)
+
+
+def candidate(name: str, live: Live) -> Loaded:
+    """The version on trial (shadow or canary), loaded once per process per trial."""
+    return held(name, "trial", live.trial_id, live.trial_version_id, live.trial_file_path)
 
 
 def check_instances(payload, n_features: int | None) -> list:
@@ -136,18 +188,134 @@ def check_instances(payload, n_features: int | None) -> list:
     return instances
 
 
-def predict(name: str, payload) -> dict:
-    """Answer a prediction request from the live version of `name`."""
-    loaded = live_model(name)
-    instances = check_instances(payload, loaded.n_features)
+def answer(loaded: Loaded, instances: list):
+    """The predictions of `loaded` for checked instances, as JSON-ready values."""
     try:
-        predictions = loaded.model.predict(instances)
+        return _plain(loaded.model.predict(instances))
     except (ValueError, TypeError) as exc:
         raise BadInstances(f"the model rejected the instances: {exc}") from None
     except Exception as exc:
-        log.exception("v%s of %s failed to predict", loaded.version, name)
-        raise ModelUnavailable(f"v{loaded.version} of {name!r} failed to predict ({type(exc).__name__})") from None
-    return {"model": name, "version": loaded.version, "predictions": _plain(predictions)}
+        log.exception("v%s of %s failed to predict", loaded.version, loaded.name)
+        raise ModelUnavailable(f"v{loaded.version} of {loaded.name!r} failed to predict ({type(exc).__name__})") from None
+
+
+def predict(name: str, payload, token_name: str = "") -> dict:
+    """Answer a prediction request from the live version of `name` — or, for a canary's
+    share of requests, from the candidate — and log it (app.mlmodels.predlog). The answer
+    names the version that served it and carries the request's id (for feedback)."""
+    started = time.perf_counter()
+    uid = uuid.uuid4()
+    live = read_live(name)  # an unknown model is not logged: there is nothing to log it under
+    served, role, instances, predictions = None, Role.LIVE, None, None
+    try:
+        served = _live_of(name, live)
+        if live.trial_mode == TrialMode.CANARY and random.random() * 100 < live.trial_percent:
+            try:
+                served, role = candidate(name, live), Role.CANARY
+            except ModelUnavailable:
+                log.warning("the canary of %s cannot be loaded; the live version answers", name)
+        instances = check_instances(payload, served.n_features)
+        predictions = answer(served, instances)
+    except ServingError as exc:
+        _record(uid, live, served, role, started, exc.status, token_name, instances, None, error=str(exc))
+        raise
+    sampled = _record(uid, live, served, role, started, 200, token_name, instances, predictions)
+    if live.trial_mode == TrialMode.SHADOW:
+        shadow.submit(name, live, instances, predictions, uid, token_name, sampled)
+    return {"id": str(uid), "model": name, "version": served.version, "predictions": predictions}
+
+
+def _record(uid, live, served, role, started, status, token_name, instances, predictions, error="") -> bool:
+    sampled = status == 200 and predlog.prediction_log.sample()
+    predlog.prediction_log.record(
+        uid=uid, model_id=live.model_id, version_id=served.version_id if served else live.version_id, role=role,
+        at=timezone.now(), latency_ms=(time.perf_counter() - started) * 1000, status=status,
+        n_instances=len(instances) if instances else 0, token_name=token_name[:100], error=error[:300],
+        sampled=sampled, inputs=instances if sampled else None, outputs=predictions,
+    )
+    return sampled
+
+
+class Shadow:
+    """The candidate in shadow answers a copy of each live request on a thread of its own,
+    from a bounded queue: a slow or broken candidate never slows, changes or fails the live
+    answer (a full queue drops the copy, counted in `dropped`). Its answers are logged with
+    the share of instances on which they agree with the live answer."""
+
+    def __init__(self):
+        self.queue = None
+        self.thread = None
+        self.pid = None
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def submit(self, name, live, instances, predictions, uid, token_name, sampled):
+        try:
+            self._ensure_thread()
+            self.queue.put_nowait((name, live, instances, predictions, uid, token_name, sampled))
+        except queue.Full:
+            self.dropped += 1
+        except Exception:  # noqa: BLE001 — the shadow must never fail the live answer
+            log.exception("the shadow copy of a request to %s could not be queued", name)
+
+    def _ensure_thread(self):
+        if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
+            return
+        with self.lock:
+            if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
+                return
+            self.pid = os.getpid()
+            self.queue = queue.Queue(maxsize=settings.SHADOW_QUEUE)
+            self.thread = threading.Thread(target=self._loop, name="shadow", daemon=True)
+            self.thread.start()
+
+    def _loop(self):
+        while True:
+            job = self.queue.get()
+            try:
+                self.run(*job)
+            except Exception:  # noqa: BLE001 — one bad copy must not stop the shadow
+                log.exception("a shadow prediction failed to run")
+            finally:
+                close_old_connections()
+
+    def run(self, name, live, instances, live_predictions, pair, token_name, sampled):
+        """Answer one copied request with the candidate and log it (also called directly)."""
+        started = time.perf_counter()
+        uid = uuid.uuid4()
+        status, error, predictions, loaded = 200, "", None, None
+        try:
+            loaded = candidate(name, live)
+            predictions = answer(loaded, instances)
+        except ServingError as exc:
+            status, error = exc.status, str(exc)
+        predlog.prediction_log.record(
+            uid=uid, model_id=live.model_id, version_id=loaded.version_id if loaded else live.trial_version_id,
+            role=Role.SHADOW, at=timezone.now(), latency_ms=(time.perf_counter() - started) * 1000, status=status,
+            n_instances=len(instances), token_name=token_name[:100], error=error[:300], sampled=sampled,
+            inputs=instances if sampled else None, outputs=predictions, pair=pair,
+            agreement=agreement(live_predictions, predictions) if predictions is not None else None,
+        )
+
+
+def agreement(a: list, b: list) -> float:
+    """The share of instances on which two answers agree (numbers: within 1e-6 relative)."""
+    if not a or len(a) != len(b):
+        return 0.0
+    same = sum(1 for x, y in zip(a, b, strict=True) if _same(x, y))
+    return same / len(a)
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, float) or isinstance(y, float):
+        try:
+            return math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-9)
+        except (TypeError, ValueError):
+            return False
+    return x == y
+
+
+shadow = Shadow()
 
 
 def _plain(predictions):

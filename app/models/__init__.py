@@ -1,6 +1,7 @@
 """The app's models, by topic: runs.py (pipelines' history: snapshots, runs, step runs,
 metrics, parameter sets, the audit trail), mlmodels.py (model versions, deployments,
-retrain verdicts, result tables, API tokens), ops.py (schedules and their slots, paused
+retrain verdicts, result tables, API tokens), monitoring.py (what live models do: the
+prediction log, health, drift, shadow and canary trials, feedback), ops.py (schedules and their slots, paused
 pipelines, alerts) and people.py (each person's preferences). Beneath every other package: nothing here
 imports the rest of the app."""
 
@@ -16,6 +17,17 @@ from app.models.mlmodels import (  # noqa: F401
     ResultTable,
     TokenScope,
     Verdict,
+)
+from app.models.monitoring import (  # noqa: F401
+    DriftReport,
+    Feedback,
+    Prediction,
+    PredictionMinute,
+    ReferenceProfile,
+    Role,
+    Trial,
+    TrialMode,
+    TrialOutcome,
 )
 from app.models.ops import (  # noqa: F401
     AlertChannel,

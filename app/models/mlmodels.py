@@ -22,6 +22,8 @@ class RegisteredModel(models.Model):
     )
     latest_version = models.PositiveIntegerField(default=0)
     live = models.ForeignKey("Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trial = models.ForeignKey("Trial", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              help_text="The candidate in shadow or canary next to the live version")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,6 +70,7 @@ class DeploymentKind(models.TextChoices):
     REDEPLOY = "redeploy", "redeploy"
     ROLLBACK = "rollback", "rollback"
     PROMOTE = "promote", "auto-deploy"
+    TRIAL = "trial", "promoted from shadow or canary"
 
 
 class Deployment(models.Model):
@@ -109,6 +112,7 @@ class Verdict(models.TextChoices):
     PENDING = "pending", "waiting for the run"
     PROMOTED = "promoted", "deployed"
     KEPT = "kept", "not deployed"
+    SHADOW = "shadow", "in shadow before deploying"
 
 
 class Promotion(models.Model):
@@ -119,6 +123,8 @@ class Promotion(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="promotions")
     rule = models.CharField(max_length=20, choices=PromotionRule.choices)
     metric = models.CharField(max_length=100, blank=True)
+    shadow_minutes = models.PositiveIntegerField(
+        default=0, help_text="A version the rule would deploy first answers in shadow this long; 0: deploy at once")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

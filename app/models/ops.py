@@ -183,6 +183,10 @@ class Condition(models.TextChoices):
     SCHEDULE_LATE = "schedule_late", "a scheduled run did not succeed within the grace period"
     NO_WORKER = "no_worker", "no live worker"
     QUEUED_LONG = "queued_long", "steps waiting in the queue too long"
+    MODEL_ERRORS = "model_errors", "a live model's error rate is above a threshold (%)"
+    MODEL_LATENCY = "model_latency", "a live model's p95 latency is above a threshold (ms)"
+    MODEL_DRIFT = "model_drift", "a live model's input drift (PSI) is above a threshold"
+    MODEL_SILENT = "model_silent", "a live model has had no traffic"
 
 
 class AlertRule(models.Model):
@@ -191,6 +195,8 @@ class AlertRule(models.Model):
     name = models.CharField(max_length=100, unique=True)
     condition = models.CharField(max_length=20, choices=Condition.choices)
     pipeline_name = models.CharField(max_length=100, blank=True, help_text="Empty: every pipeline")
+    model_name = models.CharField(max_length=100, blank=True, help_text="Model conditions: empty means every live model")
+    threshold = models.FloatField(null=True, blank=True, help_text="Model conditions: the error rate (%), p95 latency (ms) or PSI above which it holds")
     minutes = models.PositiveIntegerField(default=10, help_text="How long the condition must hold (a late run's grace period)")
     remind_hours = models.PositiveIntegerField(default=24, help_text="Remind while the incident is open and not acknowledged; 0: never")
     channels = models.ManyToManyField(AlertChannel, related_name="rules")
