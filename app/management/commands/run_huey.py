@@ -20,6 +20,7 @@ from huey.consumer import Consumer
 from huey.consumer_options import ConsumerConfig
 from huey.contrib.djhuey.management.commands.run_huey import Command as DjhueyCommand
 
+from app.mlmodels import monitoring
 from app.ops import alerts, backfills, retention, scheduler
 from app.pipelines.registry import valid_queue
 from app.runs import queues, supervisor, tasks
@@ -84,6 +85,7 @@ class Command(DjhueyCommand):
             Job("alerts", lambda: settings.ALERTS_SECONDS, alerts.evaluate),
             Job("alert-delivery", lambda: settings.ALERTS_SECONDS, alerts.sender.kick),
             Job("prune", lambda: 86400, retention.scheduled_prune),
+            Job("monitoring", lambda: settings.MONITORING_SECONDS, monitoring.tick),
         ))
         consumer.beat.start()
         log.info("worker serving queue %r with %d threads", queue, config.workers)

@@ -7,7 +7,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.mlmodels import deployments, retrain
+from app.mlmodels import deployments, drift, feedback, health, retrain, trials
 from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Status, StepRun
 from app.runs import paramsets
 from app.tracking import results
@@ -112,6 +112,11 @@ def detail_context(model, request, retrain_form=None):
         )[:20],
         "retrain_form": retrain_form or RetrainForm(model, names),
         "reason_form": ReasonForm(),
+        # Monitoring (app.mlmodels): each is None when it has nothing to show.
+        "health": health.page(model, request.GET.get("span")),
+        "trial": trials.page(model),
+        "drift": drift.page(model),
+        "feedback": feedback.page(model),
     }
 
 

@@ -1,0 +1,18 @@
+"""The monitoring job: one worker every MONITORING_SECONDS (its lease in app.runs.worker)
+rolls the prediction log up per minute, compares recent inputs with the training inputs,
+and promotes the shadow trials whose time is up. Each part runs on its own: one that fails
+is logged and the others still run."""
+
+import logging
+
+from app.mlmodels import drift, health, trials
+
+log = logging.getLogger(__name__)
+
+
+def tick(now=None):
+    for name, part in (("rollup", health.rollup), ("drift", drift.compute_all), ("promotions", trials.promote_due)):
+        try:
+            part(now=now)
+        except Exception:
+            log.exception("monitoring: %s failed; the next period tries again", name)
