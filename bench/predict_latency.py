@@ -12,6 +12,11 @@ token. Then, always with one instance of 4 iris features per request, it times:
                    live deployment (one query), the input checks, the model, the answer dict;
 - Django:          the whole view stack through Django's test client (middleware, token
                    lookup, JSON in and out), in this process, no network;
+- log off / on:    serving.predict and HTTP are measured twice, with the prediction log off
+                   (PREDICTION_LOG=0, the floor of the log's cost) and on with sampling at
+                   --sample-rate (the default 1 in 10) — the log writing from its thread, as
+                   in a web process; the summary prints the p50 difference of each pair, and
+                   checks that every request of the "on" lines reached the log;
 - HTTP:            `POST /api/models/iris-rf/predict` to a real gunicorn subprocess on a
                    loopback port (--workers, --threads), from 1 and from 8 concurrent client
                    threads. Each client keeps one `http.client.HTTPConnection` open when the
@@ -74,11 +79,11 @@ except BaseException:
 
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 
 from app.api import tokens
-from app.mlmodels import deployments, serving
-from app.models import ModelVersion
+from app.mlmodels import deployments, predlog, serving
+from app.models import ModelVersion, Prediction
 from app.runs import engine
 
 # --- timing -----------------------------------------------------------------------------
@@ -93,6 +98,8 @@ class Line:
     times_ms: list[float]
     wall_s: float
     note: str = ""
+    logged: tuple[int, int] | None = None  # (rows in the log before, requests expected in it)
+    found: int = 0  # of those, how many reached the log
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of the request times."""
@@ -155,11 +162,16 @@ def measure_in_process(version: ModelVersion, secret: str, n: int) -> list[Line]
         if response.status_code != 200:
             raise SystemExit(f"test client: {response.status_code} {response.content[:300]!r}")
 
-    return [
-        time_calls("model.predict (in-process)", lambda: model.predict(PAYLOAD["instances"]), n),
-        time_calls("serving.predict (in-process)", lambda: serving.predict(MODEL_NAME, PAYLOAD), n),
-        time_calls("Django test client (in-process)", through_django, n),
-    ]
+    lines = [time_calls("model.predict (in-process)", lambda: model.predict(PAYLOAD["instances"]), n)]
+    with override_settings(PREDICTION_LOG=False):
+        lines.append(time_calls("serving.predict, log off (in-process)", lambda: serving.predict(MODEL_NAME, PAYLOAD), n))
+    predlog.prediction_log.background = True  # as app.wsgi sets it: written by the log's thread
+    before = Prediction.objects.count()
+    lines.append(time_calls("serving.predict, log on (in-process)", lambda: serving.predict(MODEL_NAME, PAYLOAD), n))
+    lines[-1].logged = (before, n + 20)  # the warm-up calls are logged too
+    check_logged(lines[-1])
+    lines.append(time_calls("Django test client (in-process)", through_django, n))
+    return lines
 
 
 # --- gunicorn -------------------------------------------------------------------------------
@@ -171,7 +183,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(port: int, workers: int, threads: int, log_path: Path) -> subprocess.Popen:
+def start_gunicorn(port: int, workers: int, threads: int, log_path: Path, env: dict) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "app.wsgi",
         "--bind", f"127.0.0.1:{port}",
@@ -181,7 +193,7 @@ def start_gunicorn(port: int, workers: int, threads: int, log_path: Path) -> sub
     ]
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=dict(os.environ, **env), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C reaches the bench, whose finally stops the server
         )
 
@@ -297,20 +309,73 @@ def measure_http(label: str, port: int, secret: str, clients: int, n: int) -> Li
     return Line(label, clients, times, wall, note)
 
 
+class Server:
+    """One gunicorn with the prediction log on or off, and how many rows it has logged."""
+
+    def __init__(self, args, secret: str, log_on: bool):
+        self.log_on, self.secret = log_on, secret
+        self.port = free_port()
+        self.log_path = DATA_DIR / f"gunicorn-log-{'on' if log_on else 'off'}.log"
+        self.process = start_gunicorn(self.port, args.workers, args.threads, self.log_path,
+                                      {"PREDICTION_LOG": "1" if log_on else "0"})
+        self.label = f"HTTP, gunicorn {args.workers}w x {args.threads}t, log {'on' if log_on else 'off'}"
+
+    def measure(self, what: str, clients: int, n: int, logged: int) -> Line:
+        """One line; with the log on, waits until its requests are all in the log."""
+        line = measure_http(what, self.port, self.secret, clients, n)
+        if self.log_on:
+            line.logged = (logged, len(line.times_ms))
+            check_logged(line)  # before the next line adds rows of its own
+        return line
+
+
 def measure_gunicorn(args, secret: str) -> list[Line]:
-    port = free_port()
-    log_path = DATA_DIR / "gunicorn.log"
-    server = start_gunicorn(port, args.workers, args.threads, log_path)
+    """Both servers run side by side and take turns, `--rounds` times per number of clients,
+    so a drift in the machine's speed hits both alike; each line pools its rounds."""
+    servers = []
     try:
-        answer = wait_until_up(port, secret, server, log_path)
-        print(f"server answers: {json.dumps(answer)}", flush=True)
-        # Every worker process loads the model on its first request: warm all of them up.
-        measure_http("warm-up", port, secret, max(args.clients) * args.workers, 20)
-        label = f"HTTP, gunicorn {args.workers}w x {args.threads}t"
-        return [measure_http(label, port, secret, clients, requests_per_client(args, clients))
-                for clients in args.clients]
+        for log_on in (False, True):
+            logged = Prediction.objects.count()
+            server = Server(args, secret, log_on)
+            servers.append(server)
+            answer = wait_until_up(server.port, secret, server.process, server.log_path)
+            print(f"server (log {'on' if log_on else 'off'}) answers: {json.dumps(answer)}", flush=True)
+            # Every worker process loads the model on its first request: warm all of them up.
+            server.measure("warm-up", max(args.clients) * args.workers, 20, logged + 1)
+        lines = []
+        for clients in args.clients:
+            pooled = {server.log_on: [] for server in servers}
+            for _round in range(args.rounds):
+                for server in servers:
+                    line = server.measure(server.label, clients, requests_per_client(args, clients),
+                                          Prediction.objects.count())
+                    pooled[server.log_on].append(line)
+            for server in servers:
+                parts = pooled[server.log_on]
+                line = Line(server.label, clients, [t for part in parts for t in part.times_ms],
+                            sum(part.wall_s for part in parts), parts[0].note.split(";")[0])
+                if server.log_on:
+                    found = sum(part.found for part in parts)
+                    line.note += f"; {'all ' if found == len(line.times_ms) else ''}{found} of {len(line.times_ms)} logged"
+                lines.append(line)
+        return lines
     finally:
-        stop_gunicorn(server)
+        for server in servers:
+            stop_gunicorn(server.process)
+
+
+def check_logged(line: Line, timeout_s: float = 30.0):
+    """Wait until every request of a "log on" line is in the prediction log (the web
+    processes write every PREDICTION_LOG_FLUSH_SECONDS); note how many are missing."""
+    if line.logged is None:
+        return
+    before, expected = line.logged
+    deadline = time.monotonic() + timeout_s
+    while (found := Prediction.objects.count() - before) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line.found = found
+    line.note = (line.note + "; " if line.note else "") + (
+        f"all {expected} logged" if found == expected else f"{found} of {expected} logged")
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -355,16 +420,22 @@ def parse_args(argv=None):
                         help="gunicorn --threads (default 1: the sync worker; more: gthread)")
     parser.add_argument("--clients", default="1,8", help="Comma-separated numbers of concurrent clients")
     parser.add_argument("--trees", type=int, default=100, help="n_estimators of the trained forest (default 100)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="HTTP: turns the log-off and log-on servers take per number of clients (default 3)")
+    parser.add_argument("--sample-rate", type=float, default=0.1,
+                        help="PREDICTION_SAMPLE_RATE of the \"log on\" lines (default 0.1: 1 request in 10)")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary DATA_DIR (with gunicorn.log)")
     args = parser.parse_args(argv)
     try:
         args.clients = [int(part) for part in args.clients.split(",") if part.strip()]
     except ValueError:
         parser.error("--clients must be comma-separated integers, e.g. 1,8")
-    for name in ("requests", "workers", "threads", "trees"):
+    for name in ("requests", "workers", "threads", "trees", "rounds"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name} must be at least 1")
+    if not 0 <= args.sample_rate <= 1:
+        parser.error("--sample-rate is a share between 0 and 1")
     if not args.clients or min(args.clients) < 1:
         parser.error("--clients must be positive integers")
     return args
@@ -373,9 +444,24 @@ def parse_args(argv=None):
 def bench(args):
     version, secret = train_and_deploy(args.trees)
     print(describe(args, version), flush=True)
-    lines = measure_in_process(version, secret, requests_per_client(args, 1))
-    lines += measure_gunicorn(args, secret)
+    with override_settings(PREDICTION_SAMPLE_RATE=args.sample_rate):
+        lines = measure_in_process(version, secret, requests_per_client(args, 1))
+        lines += measure_gunicorn(args, secret)
     print_table(lines)
+    print_log_cost(lines)
+
+
+def print_log_cost(lines: list[Line]):
+    """The p50 of each "log on" line minus that of its "log off" twin."""
+    print("\nThe prediction log's cost (p50, log on − log off):")
+    for line in lines:
+        if ", log on" not in line.what:
+            continue
+        twin = next(other for other in lines if other.what == line.what.replace(", log on", ", log off")
+                    and other.clients == line.clients)
+        delta = line.percentile(50) - twin.percentile(50)
+        print(f"  {line.what.replace(', log on', '')}, {line.clients} client(s): "
+              f"{twin.percentile(50):.3f} → {line.percentile(50):.3f} ms ({delta:+.3f} ms)")
 
 
 def _exit_on_sigterm(signum, frame):
