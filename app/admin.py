@@ -20,6 +20,8 @@ from app.models import (
     BackfillSlot,
     Delivery,
     Deployment,
+    DriftReport,
+    Feedback,
     Incident,
     Lease,
     Metric,
@@ -28,8 +30,11 @@ from app.models import (
     ParameterSetRevision,
     PipelineSnapshot,
     PipelineState,
+    Prediction,
+    PredictionMinute,
     Preferences,
     Promotion,
+    ReferenceProfile,
     RegisteredModel,
     ResultTable,
     Run,
@@ -39,6 +44,7 @@ from app.models import (
     StepRun,
     StoreMarker,
     TokenScope,
+    Trial,
     WorkerHeartbeat,
 )
 from app.pipelines.registry import ParamError
@@ -392,6 +398,49 @@ class ResultTableAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["name", "=run__id"]
     list_select_related = ["run", "step_run__run"]
+
+
+# Monitoring (app.mlmodels): the prediction log and what is computed from it are records,
+# shown and never edited here; trials change through the model page (audited).
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = ["uid", "model", "version", "role", "at", "status", "latency_ms", "n_instances", "token_name"]
+    list_filter = ["role", "status", "model"]
+    search_fields = ["=uid", "token_name", "error"]
+    list_select_related = ["model", "version__model"]
+    date_hierarchy = "at"
+
+
+@admin.register(PredictionMinute)
+class PredictionMinuteAdmin(ReadOnlyAdmin):
+    list_display = ["minute", "model", "version", "role", "requests", "errors_4xx", "errors_5xx"]
+    list_filter = ["role", "model"]
+    list_select_related = ["model", "version__model"]
+
+
+@admin.register(ReferenceProfile)
+class ReferenceProfileAdmin(ReadOnlyAdmin):
+    list_display = ["version", "rows", "created_at"]
+    list_select_related = ["version__model"]
+
+
+@admin.register(DriftReport)
+class DriftReportAdmin(ReadOnlyAdmin):
+    list_display = ["version", "computed_at", "rows", "max_psi", "worst_feature"]
+    list_select_related = ["version__model"]
+
+
+@admin.register(Trial)
+class TrialAdmin(ReadOnlyAdmin):
+    list_display = ["model", "version", "mode", "percent", "started_at", "started_by_name", "ended_at", "outcome"]
+    list_filter = ["mode", "outcome", "model"]
+    list_select_related = ["model", "version__model"]
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(ReadOnlyAdmin):
+    list_display = ["prediction", "model", "version", "at", "n", "correct", "abs_error_sum"]
+    list_select_related = ["prediction", "model", "version__model"]
 
 
 class ApiTokenAddForm(forms.ModelForm):

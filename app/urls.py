@@ -22,6 +22,7 @@ from app.web.views import (
     schedules,
     timeline,
     tokens,
+    trials,
 )
 
 handler400 = "app.web.errors.bad_request"
@@ -96,6 +97,9 @@ urlpatterns = [
     path("models/<str:name>/rollback/", models.model_rollback, name="model_rollback"),
     path("models/<str:name>/redeploy/", models.model_redeploy, name="model_redeploy"),
     path("models/<str:name>/retrain/", models.model_retrain, name="model_retrain"),
+    path("models/<str:name>/trial/start/", trials.trial_start, name="trial_start"),
+    path("models/<str:name>/trial/promote/", trials.trial_promote, name="trial_promote"),
+    path("models/<str:name>/trial/abort/", trials.trial_abort, name="trial_abort"),
     path("models/<str:name>/versions/<int:number>/", models.model_version, name="model_version"),
     path("models/<str:name>/versions/<int:number>/deploy/", models.version_deploy, name="version_deploy"),
     path("tokens/", tokens.token_list, name="token_list"),

@@ -11,7 +11,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.mlmodels import serving
-from app.models import AuditAction, Deployment, DeploymentKind, ModelVersion, RegisteredModel, Status, StepRun
+from app.models import (
+    AuditAction,
+    Deployment,
+    DeploymentKind,
+    ModelVersion,
+    RegisteredModel,
+    Status,
+    StepRun,
+    Trial,
+    TrialOutcome,
+)
 from app.runs import audit
 
 REASON_MAX = 200
@@ -20,6 +30,7 @@ AUDIT_ACTIONS = {
     DeploymentKind.REDEPLOY: AuditAction.REDEPLOY,
     DeploymentKind.ROLLBACK: AuditAction.ROLLBACK,
     DeploymentKind.PROMOTE: AuditAction.PROMOTE,
+    DeploymentKind.TRIAL: AuditAction.TRIAL_PROMOTE,
 }
 
 
@@ -92,8 +103,26 @@ def go_live(model: RegisteredModel, version: ModelVersion, user, reason: str, ki
     details = {"reason": reason}
     if previous is not None:
         details["replaced"] = f"v{previous.version}"
+    # A trial compares a candidate with the live version: a new live version ends it (a
+    # redeploy of the same version does not). Deploying the candidate itself promotes it.
+    if model.trial_id is not None and (previous is None or previous.pk != version.pk):
+        trial = Trial.objects.select_related("version__model").get(pk=model.trial_id)
+        outcome = TrialOutcome.PROMOTED if trial.version_id == version.pk else TrialOutcome.REPLACED
+        end_trial(model, trial, outcome, user, reason, now)
+        details["trial"] = f"{trial}: {TrialOutcome(outcome).label}"
     audit.record(user, AUDIT_ACTIONS[kind], version, details=details)
     return deployment
+
+
+def end_trial(model: RegisteredModel, trial: Trial, outcome: str, user, reason: str, now=None):
+    """Inside a transaction holding the model's lock: end its running trial."""
+    signed_in = user is not None and user.is_authenticated
+    Trial.objects.filter(pk=trial.pk).update(
+        ended_at=now or timezone.now(), outcome=outcome, end_reason=reason[:200],
+        ended_by_name=user.get_username() if signed_in else "",
+    )
+    RegisteredModel.objects.filter(pk=model.pk, trial_id=trial.pk).update(trial=None)
+    model.trial_id = None
 
 
 def _switch(model: RegisteredModel, target: ModelVersion, user, reason: str, kind: str) -> Deployment:

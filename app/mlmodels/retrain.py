@@ -13,7 +13,7 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
-from app.mlmodels import deployments
+from app.mlmodels import deployments, trials
 from app.models import (
     DeploymentKind,
     ModelVersion,
@@ -31,8 +31,11 @@ from app.runs.signals import run_finished
 log = logging.getLogger(__name__)
 
 
-def retrain(model: RegisteredModel, parameter_set: ParameterSet, rule: str, metric: str, user) -> Run:
-    """Start the run and record its rule in one transaction (raises paramsets.SetRefused)."""
+def retrain(model: RegisteredModel, parameter_set: ParameterSet, rule: str, metric: str, user,
+            shadow_minutes: int = 0) -> Run:
+    """Start the run and record its rule in one transaction (raises paramsets.SetRefused).
+    With `shadow_minutes`, a version the rule picks answers in shadow that long before it
+    goes live (app.mlmodels.trials)."""
     if parameter_set.pipeline_name != model.pipeline_name:
         raise paramsets.SetRefused(
             f"“{parameter_set.name}” belongs to {parameter_set.pipeline_name}, not to {model.pipeline_name}, "
@@ -41,7 +44,8 @@ def retrain(model: RegisteredModel, parameter_set: ParameterSet, rule: str, metr
     with transaction.atomic():
         run = paramsets.run(parameter_set, user)
         Promotion.objects.create(
-            run=run, model=model, rule=rule, metric=metric or model.headline_metric, requested_by=user
+            run=run, model=model, rule=rule, metric=metric or model.headline_metric, requested_by=user,
+            shadow_minutes=shadow_minutes or 0,
         )
     return run
 
@@ -52,7 +56,7 @@ def carry_over(original: Run, new: Run):
     if promotion is not None:
         Promotion.objects.create(
             run=new, model_id=promotion.model_id, rule=promotion.rule, metric=promotion.metric,
-            requested_by=new.triggered_by,
+            requested_by=new.triggered_by, shadow_minutes=promotion.shadow_minutes,
         )
 
 
@@ -112,5 +116,10 @@ def _judge(promotion: Promotion, run_status: str) -> tuple[str, str]:
         deployments.check_deployable(candidate)
     except deployments.DeployRefused as exc:
         return Verdict.KEPT, f"not deployed: {exc}"
+    if promotion.shadow_minutes and live is not None:
+        return trials.start_shadow_period(model, promotion, candidate, reason)
     deployments.go_live(model, candidate, promotion.requested_by, reason, DeploymentKind.PROMOTE)
-    return Verdict.PROMOTED, f"deployed v{candidate.version}: " + reason.split(": ", 1)[1]
+    message = f"deployed v{candidate.version}: " + reason.split(": ", 1)[1]
+    if promotion.shadow_minutes:
+        message += " (so no shadow period: there was nothing to compare with)"
+    return Verdict.PROMOTED, message

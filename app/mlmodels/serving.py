@@ -276,8 +276,21 @@ class Shadow:
                 self.run(*job)
             except Exception:  # noqa: BLE001 — one bad copy must not stop the shadow
                 log.exception("a shadow prediction failed to run")
-            finally:
+            try:
                 close_old_connections()
+            except Exception:  # noqa: BLE001 — a database outage must not end the thread either
+                log.warning("the shadow thread could not check its database connection", exc_info=True)
+            self.queue.task_done()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued copy has been answered (tests, and a clean shutdown);
+        False if some are still waiting after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.queue is not None and self.queue.unfinished_tasks:
+            if time.monotonic() > deadline or self.thread is None or not self.thread.is_alive():
+                return False
+            time.sleep(0.01)
+        return True
 
     def run(self, name, live, instances, live_predictions, pair, token_name, sampled):
         """Answer one copied request with the candidate and log it (also called directly)."""

@@ -193,6 +193,9 @@ class ReasonForm(forms.Form):
     )
 
 
+SHADOW_MINUTES_MAX = 10080
+
+
 class RetrainForm(forms.Form):
     """Run a model's training pipeline with a parameter set under a promotion rule."""
 
@@ -202,6 +205,15 @@ class RetrainForm(forms.Form):
     )
     rule = forms.ChoiceField(choices=PromotionRule.choices, label="Then", initial=PromotionRule.AT_LEAST)
     metric = forms.ChoiceField(choices=(), required=False, label="Metric")
+    shadow_minutes = forms.IntegerField(
+        label="Shadow period (minutes)", min_value=0, max_value=SHADOW_MINUTES_MAX, initial=0, required=False,
+        help_text="0: the version goes live at once; else it first answers a copy of live traffic this long",
+        error_messages={
+            "invalid": "The shadow period is a whole number of minutes (0 to go live at once).",
+            "min_value": "The shadow period cannot be negative; 0 goes live at once.",
+            "max_value": f"The shadow period is at most {SHADOW_MINUTES_MAX} minutes (a week).",
+        },
+    )
 
     def __init__(self, model, metric_names, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -214,7 +214,8 @@ def model_retrain(request, name):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            run = retrain.retrain(model, data["parameter_set"], data["rule"], data["metric"], request.user)
+            run = retrain.retrain(model, data["parameter_set"], data["rule"], data["metric"], request.user,
+                                  shadow_minutes=data.get("shadow_minutes") or 0)
         except paramsets.SetRefused as exc:
             form.add_error("parameter_set", str(exc))
         else:
