@@ -32,7 +32,7 @@ import time
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connection, connections, transaction
 
-from app.models import Prediction
+from app.models import Prediction, PredictionMinute
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,28 @@ def insert(rows: list[dict]):
     values = [tuple(row[name] if keep else preps[name](row[name], db) for name, keep in plain) for row in rows]
     with db.cursor() as cursor:
         cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)
+
+
+PRUNE_BATCH = 5000
+
+
+def prune(now=None) -> int:
+    """Delete the log's rows and roll-ups older than PREDICTION_LOG_DAYS (the worker's
+    monitoring job), in batches so a busy endpoint's writes wait at most one batch. A
+    prediction with feedback is kept: the live accuracy over time is read from it."""
+    days = settings.PREDICTION_LOG_DAYS
+    if not days:
+        return 0
+    cutoff = (now or datetime.datetime.now(datetime.timezone.utc)) - datetime.timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(Prediction.objects.filter(at__lt=cutoff, feedback__isnull=True).order_by().values_list(
+            "id", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            break
+        deleted += Prediction.objects.filter(id__in=ids).delete()[0]
+    PredictionMinute.objects.filter(minute__lt=cutoff).delete()
+    return deleted
 
 
 prediction_log = PredictionLog()
