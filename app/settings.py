@@ -440,10 +440,14 @@ PREDICTION_SAMPLE_MAX_INSTANCES = env_int("PREDICTION_SAMPLE_MAX_INSTANCES", 100
 PREDICTION_LOG_DAYS = env_int("PREDICTION_LOG_DAYS", 30, minimum=0)
 # How often a worker rolls the log up, computes drift and ends shadow periods.
 MONITORING_SECONDS = env_float("MONITORING_SECONDS", 60.0, minimum=0.1)
-# Drift compares the sampled inputs of the last DRIFT_WINDOW_HOURS with the training
-# reference, once there are at least DRIFT_MIN_ROWS of them.
+# Drift (app.mlmodels.drift) compares the sampled inputs (instances) of the last
+# DRIFT_WINDOW_HOURS with the training reference, once there are at least DRIFT_MIN_ROWS of
+# them; a version's report is computed again once it is DRIFT_EVERY_MINUTES old (0: every
+# monitoring period), and reports are kept DRIFT_REPORT_DAYS days (0: for ever).
 DRIFT_WINDOW_HOURS = env_float("DRIFT_WINDOW_HOURS", 24.0, minimum=0.01)
 DRIFT_MIN_ROWS = env_int("DRIFT_MIN_ROWS", 100, minimum=1)
+DRIFT_EVERY_MINUTES = env_float("DRIFT_EVERY_MINUTES", 15.0, minimum=0.0)
+DRIFT_REPORT_DAYS = env_int("DRIFT_REPORT_DAYS", 30, minimum=0)
 # A shadow copy of a live request waits in a bounded queue for the candidate; when the
 # queue is full the copy is dropped (counted), never the live answer slowed.
 SHADOW_QUEUE = env_int("SHADOW_QUEUE", 1000, minimum=1)

@@ -3,7 +3,8 @@
 Two worker jobs (one worker per period each, through their leases):
 - `evaluate` looks at every rule that is on: each subject for which its condition holds (a
   pipeline whose latest run failed, a schedule whose slot did not succeed in time, the
-  workers, the queue) has one open incident — opened once, with one message per channel,
+  workers, the queue; a live model's errors, latency, drift or silence, app.ops.model_alerts)
+  has one open incident — opened once, with one message per channel,
   reminded at most every `remind_hours` unless acknowledged, closed with a recovery message
   when the condition clears. A pipeline failing a hundred times in a row is one incident.
 - `deliver` sends the messages waiting, each to its channel: email through Django's email
@@ -19,7 +20,6 @@ claimed with a conditional UPDATE, so any number of workers send each message on
 import datetime
 import logging
 import threading
-from dataclasses import dataclass
 
 import apprise
 from django.conf import settings
@@ -47,7 +47,8 @@ from app.models import (
     StepRun,
     WorkerHeartbeat,
 )
-from app.ops import scheduler
+from app.ops import model_alerts, scheduler
+from app.ops.findings import Finding, duration
 from app.pipelines.registry import registry
 from app.runs import audit
 from app.runs.worker import dead_after
@@ -56,13 +57,6 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 CLAIM = datetime.timedelta(minutes=5)  # a claimed delivery is someone else's to try for this long
-
-
-@dataclass
-class Finding:
-    summary: str
-    detail: str = ""
-    link: str = ""
 
 
 # --- conditions ------------------------------------------------------------------------------
@@ -158,7 +152,35 @@ CONDITIONS = {
     Condition.NO_WORKER: _no_worker,
     Condition.QUEUED_LONG: _queued_long,
     Condition.SCHEDULE_LATE: _schedule_late,
+    **model_alerts.CONDITIONS,
 }
+
+
+def describe(rule: AlertRule) -> str:
+    """What a rule watches, in a few words, for the list of rules."""
+    if rule.condition in model_alerts.MODEL_CONDITIONS:
+        return model_alerts.describe(rule)
+    minutes = duration(rule.minutes)
+    return {
+        Condition.RUN_FAILED: rule.get_condition_display(),
+        Condition.SCHEDULE_LATE: f"a scheduled run did not succeed within {minutes} of its slot",
+        Condition.NO_WORKER: f"no live worker for {minutes}",
+        Condition.QUEUED_LONG: f"steps waiting in the queue for more than {minutes}",
+    }.get(rule.condition, rule.get_condition_display())
+
+
+def watches(rule: AlertRule) -> str:
+    """The pipeline or model a rule watches (every one when it names none)."""
+    if rule.condition in model_alerts.MODEL_CONDITIONS:
+        return rule.model_name or "every live model"
+    if rule.condition == Condition.NO_WORKER:
+        return "the workers"
+    return rule.pipeline_name or "every pipeline"
+
+
+def detail_label(rule: AlertRule) -> str:
+    """What an incident's detail line is: a pipeline's last error, or a model's numbers."""
+    return "Details" if rule.condition in model_alerts.MODEL_CONDITIONS else "Last error"
 
 
 # --- incidents -------------------------------------------------------------------------------
@@ -237,7 +259,7 @@ def message(incident: Incident, event: str) -> tuple[str, str]:
         title = f"[mlops] {prefix}: {incident.summary}"
         lines = [incident.summary, f"Since {since} (rule “{incident.rule.name}”)."]
         if incident.detail:
-            lines.append(f"Last error: {incident.detail}")
+            lines.append(f"{detail_label(incident.rule)}: {incident.detail}")
     if link:
         lines.append(f"Look: {link}")
     lines.append(f"Incident: {page}")
@@ -376,6 +398,8 @@ def saved(thing, user, change: str) -> int:
         action = AuditAction.ALERT_RULE
         details = {"condition": thing.condition, "pipeline": thing.pipeline_name, "minutes": thing.minutes,
                    "channels": sorted(c.name for c in thing.channels.all()) if thing.pk else []}
+        if thing.condition in model_alerts.MODEL_CONDITIONS:
+            details.update(model=thing.model_name, threshold=thing.threshold)
         if thing.pk and not thing.enabled:
             closed = Incident.objects.filter(rule=thing, closed_at__isnull=True).update(
                 closed_at=timezone.now(), closed_because=CloseReason.RULE_OFF)

@@ -30,7 +30,7 @@ def alert_list(request):
         last.setdefault(delivery.channel_id, delivery)
     context = {
         "channels": [(c, last.get(c.pk)) for c in channels],
-        "rules": AlertRule.objects.prefetch_related("channels"),
+        "rules": [(rule, alerts.describe(rule), alerts.watches(rule)) for rule in AlertRule.objects.prefetch_related("channels")],
         "open": alerts.open_incidents()[:10],
     }
     return render(request, "alerts/list.html", context)
@@ -127,7 +127,9 @@ def incident_list(request):
 def incident_detail(request, incident_id):
     incident = _get(Incident, incident_id, "incident")
     deliveries = incident.deliveries.select_related("channel").order_by("id")
-    return render(request, "alerts/incident.html", {"incident": incident, "deliveries": deliveries})
+    context = {"incident": incident, "deliveries": deliveries, "rule_text": alerts.describe(incident.rule),
+               "detail_label": alerts.detail_label(incident.rule)}
+    return render(request, "alerts/incident.html", context)
 
 
 @require_POST
