@@ -34,7 +34,7 @@ def load(ctx):
     """Load the dataset as features X and labels y."""
     data = LOADERS[ctx.params.dataset]()
     ctx.logger.info("loaded %s: %d rows, %d features", ctx.params.dataset, *data.data.shape)
-    return {"X": data.data, "y": data.target, "classes": list(data.target_names)}
+    return {"X": data.data, "y": data.target, "classes": list(data.target_names), "features": list(data.feature_names)}
 
 
 @train.step(after=[load])
@@ -44,7 +44,10 @@ def split(ctx, load):
         load["X"], load["y"], test_size=ctx.params.test_size, random_state=ctx.params.seed, stratify=load["y"]
     )
     ctx.logger.info("train rows: %d, test rows: %d", len(y_train), len(y_test))
-    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test, "classes": load["classes"]}
+    return {
+        "X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test, "classes": load["classes"],
+        "features": load["features"],
+    }
 
 
 @train.step(after=[split])
@@ -73,10 +76,12 @@ def evaluate(ctx, fit, split):
     }
 
 
-@train.step(after=[fit, evaluate])
-def register(ctx, fit, evaluate):
+@train.step(after=[fit, evaluate, split])
+def register(ctx, fit, evaluate, split):
     """Register the forest as the next version of <dataset>-rf, with its scores, a
-    per-class report and the confusion matrix on the held-out rows."""
+    per-class report and the confusion matrix on the held-out rows, and a profile of the
+    training inputs (`reference=`) that the live model's inputs are compared with (drift).
+    The predictions' reference is the forest's answers on the held-out rows."""
     classes = evaluate["classes"]
     truth, predicted = evaluate["truth"], evaluate["predicted"]
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -89,7 +94,8 @@ def register(ctx, fit, evaluate):
     ])
     ctx.log_confusion_matrix(truth, predicted, labels=list(range(len(classes))), display_labels=classes)
     version = ctx.register_model(
-        f"{ctx.params.dataset}-rf", fit, metrics={"accuracy": evaluate["accuracy"], "f1_macro": evaluate["f1_macro"]}
+        f"{ctx.params.dataset}-rf", fit, metrics={"accuracy": evaluate["accuracy"], "f1_macro": evaluate["f1_macro"]},
+        reference=split["X_train"], feature_names=split["features"], reference_predictions=predicted,
     )
     ctx.logger.info("registered %s-rf v%d", ctx.params.dataset, version)
     return version

@@ -156,12 +156,26 @@ class StepContext:
             step_run=self._step_run, attempt=self.attempt, run_id=self.run_id, name=name, value=number
         )
 
-    def register_model(self, name: str, obj, metrics: dict | None = None, format: str = "joblib"):
+    def register_model(
+        self, name: str, obj, metrics: dict | None = None, format: str = "joblib", *, reference=None,
+        reference_predictions=None, feature_names=None,
+    ):
         """Save `obj` as the next version of model `name` (1, 2, 3 …) with its metrics; the
         version records this run, step, parameters and pipeline snapshot as its lineage.
         `format` names how the file is written (app.tracking.formats; joblib by default).
+
+        `reference=X_train` (rows of numbers: a list of lists, a 2-D numpy array or a
+        DataFrame) records what the training inputs looked like, for drift monitoring: per
+        feature summary statistics, histogram bins and quantiles, no raw data. Features are
+        named by a DataFrame's columns, else by `feature_names`, else f0, f1 … The
+        predictions' reference is `reference_predictions` (say, on held-out rows) if given,
+        else the model's own predictions on the reference. A reference that cannot be
+        profiled fails the step with the reason, and nothing is registered.
         Returns the version number."""
-        return versions.register(self._step_run, name, obj, metrics, format).version
+        return versions.register(
+            self._step_run, name, obj, metrics, format, reference=reference,
+            reference_predictions=reference_predictions, feature_names=feature_names,
+        ).version
 
     def log_table(self, name: str, rows, columns=None):
         """Attach a small table (up to 500 rows × 50 columns): rows as dicts, or as lists

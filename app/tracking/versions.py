@@ -7,6 +7,10 @@ The file goes to the artifact store first, then the version row is numbered unde
 row's lock, so concurrent registrations of one name get 1, 2, 3 … with no gaps or repeats.
 This sits below the engine (which calls it) and knows nothing of deploying; what happens to
 a version afterwards (deploy, rollback, serving, retrain rules) is app.mlmodels.
+
+A `reference` (the training inputs) is summarised by app.tracking.profiles before anything
+is written, so a bad one fails the step with its reason and stores nothing; the profile row
+is created with the version, in the same transaction.
 """
 
 import re
@@ -16,8 +20,8 @@ from django.db import transaction
 from django.db.models import F
 
 from app import artifacts
-from app.models import ModelVersion, RegisteredModel, StepRun
-from app.tracking import formats, results
+from app.models import ModelVersion, ReferenceProfile, RegisteredModel, StepRun
+from app.tracking import formats, profiles, results
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -39,10 +43,15 @@ def check_metrics(metrics) -> dict:
     return {name: results.check_metric(name, value) for name, value in metrics.items()}
 
 
-def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "joblib") -> ModelVersion:
-    """Save `obj` as the next version of model `name`, with its metrics and lineage."""
+def register(
+    step_run: StepRun, name: str, obj, metrics=None, format: str = "joblib", *, reference=None,
+    reference_predictions=None, feature_names=None,
+) -> ModelVersion:
+    """Save `obj` as the next version of model `name`, with its metrics and lineage, and the
+    profile of its `reference` inputs when given (app.tracking.profiles)."""
     check_name(name)
     values = check_metrics(metrics)
+    profile = reference_profile(obj, reference, reference_predictions, feature_names)
     fmt = formats.get_format(format)
     relative = f"models/{name}/{uuid.uuid4().hex}{fmt.suffix}"
     file_size = artifacts.write_atomically(relative, lambda tmp: fmt.save(obj, tmp))
@@ -59,13 +68,28 @@ def register(step_run: StepRun, name: str, obj, metrics=None, format: str = "job
             if not model.headline_metric and values:
                 RegisteredModel.objects.filter(pk=model.pk, headline_metric="").update(headline_metric=next(iter(values)))
             number = RegisteredModel.objects.values_list("latest_version", flat=True).get(pk=model.pk)
-            return ModelVersion.objects.create(
+            version = ModelVersion.objects.create(
                 model=model, version=number, format=fmt.name, file_path=relative, file_size=file_size,
                 n_features=n_features if isinstance(n_features, int) else None, metrics=values,
                 run_id=run.pk, step_run_id=step_run.pk, attempt=step_run.attempt, pipeline_name=run.pipeline_name,
                 params=run.params,
                 snapshot_id=run.snapshot_id,
             )
+            if profile is not None:
+                ReferenceProfile.objects.create(version=version, **profile)
+            return version
     except BaseException:
         artifacts.delete(relative)
         raise
+
+
+def reference_profile(obj, reference, reference_predictions, feature_names) -> dict | None:
+    """The ReferenceProfile fields of a registration, None without a reference, or
+    ValueError naming what is wrong with it."""
+    if reference is None:
+        if reference_predictions is not None or feature_names is not None:
+            raise ValueError(
+                "reference_predictions= and feature_names= describe a reference: pass reference=X_train too"
+            )
+        return None
+    return profiles.build(obj, reference, reference_predictions, feature_names)
