@@ -15,7 +15,20 @@ from sklearn.tree import DecisionTreeClassifier
 
 from app import artifacts
 from app.mlmodels import deployments, drift, monitoring, serving, trials
-from app.models import DriftReport, ModelVersion, Prediction, ReferenceProfile, RegisteredModel, Role
+from app.models import (
+    AlertChannel,
+    AlertRule,
+    Condition,
+    Delivery,
+    DriftReport,
+    Incident,
+    ModelVersion,
+    Prediction,
+    ReferenceProfile,
+    RegisteredModel,
+    Role,
+)
+from app.ops import alerts
 from app.pipelines.registry import Params, param
 from app.runs import engine
 from tests.conftest import train_version
@@ -204,6 +217,25 @@ def test_a_feature_moved_by_two_sd_is_drifted_and_the_worst(live, operator_clien
     assert charts[0].startswith('1">') and charts[0].count("<svg") == 2 and "<rect" in charts[0]
     assert "&lt;i&gt;score&lt;/i&gt;" in page and "<i>score</i>" not in page
     assert 'id="drift-predictions"' in page
+
+
+@pytest.mark.parametrize("shift, alerted", [(None, False), (("income", 2), True)])
+def test_a_drift_rule_alerts_on_a_moved_feature_and_stays_quiet_on_unchanged_inputs(live, shift, alerted):
+    """The whole loop: predictions → the monitoring job's report → the alert rule's incident
+    and its message to the rule's channel."""
+    rule = AlertRule.objects.create(name="drift", condition=Condition.MODEL_DRIFT, model_name="drifty", threshold=0.25)
+    rule.channels.add(AlertChannel.objects.create(name="ops mail", kind="email", target="ops@example.com"))
+    send(inputs(500, seed=3, shift=shift))
+    monitoring.tick()
+    alerts.evaluate()
+    incidents = list(Incident.objects.filter(rule=rule))
+    if not alerted:
+        assert incidents == [] and not Delivery.objects.exists()
+        return
+    [incident] = incidents
+    assert incident.subject == "model drifty" and incident.is_open
+    assert "income" in incident.summary and incident.link == "/models/drifty/"
+    assert Delivery.objects.get(incident=incident).event == "opened"
 
 
 def test_too_few_sampled_inputs_give_a_report_without_scores(live, operator_client, settings):
