@@ -183,3 +183,31 @@ class Prediction(Schema):
 
 class Instances(Schema):
     instances: list[list[float]] = Field(description="Rows of features, as many as the model was trained on")
+
+
+Label = float | int | str | bool
+
+
+class FeedbackIn(Schema):
+    """The true labels of one prediction, sent when they are known."""
+
+    prediction_id: str = Field(description="The `id` of the prediction answer", json_schema_extra={"format": "uuid"})
+    # Not nullable: give one of the two (the endpoint reads the body by hand, like predict).
+    labels: list[Label] = Field(
+        None, min_length=1,
+        description="One true label per instance of that prediction, in their order: classes (strings, whole numbers, "
+                    "booleans) when the model answers classes, numbers when it answers numbers",
+    )
+    label: Label = Field(None, description="Instead of `labels`, for a prediction of one instance")
+
+
+class FeedbackTaken(Schema):
+    prediction_id: str
+    model: str
+    version: int | None = Field(description="The version that answered the prediction (a canary's: the candidate)")
+    labels: int = Field(description="How many labels were taken")
+    compared: int = Field(description="How many were compared with the kept answer (fewer when only the first "
+                                      "instances of a large sampled request were kept)")
+    correct: int | None = Field(description="Classes: how many of those the answer had right")
+    mean_absolute_error: float | None = Field(description="Numbers: the mean absolute error of those")
+    at: datetime

@@ -396,3 +396,117 @@ def _duration_drawing(bars, title, size, width, height, most_x, most_y) -> str:
             f'{_shape(shape, centre, top, ink, size=min(4.5, max(slot * 0.4, 2.5)))}</g>'
         )
     return _svg(size, width, height, title, "".join(parts))
+
+
+# --- a fixed time window, with marks --------------------------------------------------------
+
+
+@dataclass
+class Mark:
+    at: datetime.datetime
+    label: str  # drawn above the chart, e.g. "v3 deployed"
+    key: str = ""  # drawn instead where labels would not fit (a phone), e.g. "2": the page lists them
+
+
+def window_chart(series: list[Series], title: str, start: datetime.datetime, end: datetime.datetime, *,
+                 marks: list[Mark] = (), styles: list[tuple[str, str, str]] | None = None, integer: bool = False,
+                 empty: str = "no data in this span") -> str:
+    """Lines over a fixed window (start..end, whatever the points cover), from zero, with a
+    labelled vertical line at each mark (a deploy) so a change lines up with its cause. A point
+    whose y is None is a gap: the line stops there rather than bridging it. `styles` gives each
+    series its (colour, dash, shape); by default its place in the chart."""
+    styles = styles or [style_of(i if s.style is None else s.style) for i, s in enumerate(series)]
+    kept = [(s, style) for s, style in zip(series, styles) if any(p.y is not None for p in s.points)]
+    drawn, styles = [s for s, _style in kept], [style for _s, style in kept]
+    if not drawn:
+        return _empty(title, empty)
+    drawings = [_window_drawing(drawn, styles, title, start, end, marks, integer, *size) for size in SIZES]
+    return _figure(drawings, legend([(_swatch(*style), s.name) for s, style in zip(drawn, styles)]))
+
+
+def _mark_rows(xs_labels, left, right, most_rows=3):
+    """Each mark's label row and anchor, so that labels side by side do not overlap."""
+    ends = []  # per row: the right edge of its last label
+    placed = []
+    for x, label in xs_labels:
+        width = len(label) * CHAR * 0.92 + 4
+        anchor, x0 = ("end", x - width - 3) if x + 3 + width > right + PAD_RIGHT else ("start", x + 3)
+        row = next((i for i, edge in enumerate(ends) if x0 > edge + 6), None)
+        if row is None and len(ends) < most_rows:
+            row = len(ends)
+            ends.append(0.0)
+        elif row is None:  # crowded: the row whose last label ends first (each keeps its <title>)
+            row = min(range(len(ends)), key=ends.__getitem__)
+        ends[row] = x0 + width
+        placed.append((row, anchor))
+    return placed, len(ends)
+
+
+def _window_drawing(series, styles, title, start, end, marks, integer, size, width, height, most_x, most_y) -> str:
+    values = [p.y for s in series for p in s.points if p.y is not None]
+    ticks = nice_ticks(0, max(values), most_y, integer, from_zero=True)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1
+    labels = [tick_label(v, step) for v in ticks]
+    left = max(len(label) for label in labels) * CHAR + 12
+    right = width - PAD_RIGHT
+    start, end = _local(start), _local(end)
+    xticks = time_ticks(start, end, most_x)
+    span = max((end - start).total_seconds(), 1)
+
+    def x_of(moment):
+        return left + (right - left) * (_local(moment) - start).total_seconds() / span
+
+    shown = [m for m in marks if start <= _local(m.at) <= end]
+    texts = [m.label for m in shown]
+    placed, rows = _mark_rows([(x_of(m.at), text) for m, text in zip(shown, texts)], left, right)
+    if rows > 2 and all(m.key for m in shown):  # too crowded to read: the keys, listed under the chart
+        texts = [m.key for m in shown]
+        placed, rows = _mark_rows([(x_of(m.at), text) for m, text in zip(shown, texts)], left, right)
+    top = PAD_TOP + rows * 15
+    height += rows * 15
+    bottom = height - (40 if any(second for _t, _l, second in xticks) else 26)
+
+    def y_of(value):
+        return top + (bottom - top) * (1 - (value - ticks[0]) / (ticks[-1] - ticks[0]))
+
+    parts = [_value_axis(ticks, labels, left, right, y_of)]
+    parts.append(f'<line class="axis" x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}"/>')
+    parts.append(_time_axis(xticks, x_of, bottom, left, right))
+    for mark, text, (row, anchor) in zip(shown, texts, placed):
+        x, y = x_of(mark.at), PAD_TOP + row * 15 + 9
+        tx = x + 3 if anchor == "start" else x - 3
+        tip = f"{mark.key + ' · ' if mark.key else ''}{mark.label} · {time_label(mark.at)}"
+        parts.append(
+            f'<g class="chart-mark"><title>{escape(tip)}</title>'
+            f'<line x1="{x:.1f}" y1="{y - 9:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" stroke="#1d2330" stroke-width="1.2" '
+            f'stroke-dasharray="4 3"/>'
+            f'<text class="tick mark-label" x="{tx:.1f}" y="{y + 3:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>')
+    many = max(len(s.points) for s in series) > 30
+    for s, (colour, dash, _shape_name) in zip(series, styles):
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
+        run = []
+        for p in sorted(s.points, key=lambda p: _local(p.x)) + [None]:
+            if p is not None and p.y is not None:
+                run.append(f"{x_of(p.x):.1f},{y_of(p.y):.1f}")
+                continue
+            if len(run) > 1:
+                parts.append(f'<polyline class="series" points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                             f'stroke-width="2"{dashes}/>')
+            run = []
+    for s, (colour, _dash, shape) in zip(series, styles):
+        for p in s.points:
+            if p.y is not None:
+                small = 1.6 if (integer and p.y == 0) else (2.6 if many else 4.5)
+                parts.append(_shape(shape, x_of(p.x), y_of(p.y), colour, f"<title>{escape(p.title)}</title>", small))
+    return _svg(size, width, height, title, "".join(parts))
+
+
+def sparkline(values: list[float], title: str, width: int = 140, height: int = 28) -> str:
+    """A small line of `values` (evenly spaced, from zero), for a row of a table."""
+    top = max(values, default=0) or 1
+    step = (width - 4) / max(len(values) - 1, 1)
+    coords = " ".join(f"{2 + i * step:.1f},{height - 3 - (height - 6) * v / top:.1f}" for i, v in enumerate(values))
+    return (f'<svg class="sparkline" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+            f'<line x1="2" y1="{height - 3}" x2="{width - 2}" y2="{height - 3}" stroke="#d0d5dd" stroke-width="1"/>'
+            f'<polyline points="{coords}" fill="none" stroke="#0072b2" stroke-width="1.6" stroke-linejoin="round"/></svg>')

@@ -14,7 +14,7 @@ from app.models import UNFINISHED, Incident, Lease, PipelineState, Run, Status, 
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import queues
 from app.runs.worker import dead_after
-from app.web import charts
+from app.web import charts, health_card
 from app.web.access import operator_required
 from app.web.views.pipelines import latest_runs
 from app.web.views.results import line_of_run
@@ -118,6 +118,7 @@ def dashboard(request):
         "success_rate": rate,
         "finished_7d": finished,
         "chart": runs_chart(days, lines),
+        "live_models": health_card.home(now),
         "runs_30d": sum(sum(counts) for counts in lines.values()),
         "problems": registry.problems(),
         "import_errors": list(registry.import_errors.values()),

@@ -7,11 +7,11 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.mlmodels import deployments, drift, feedback, health, retrain, trials
+from app.mlmodels import deployments, drift, retrain, trials
 from app.models import Deployment, ModelVersion, Promotion, RegisteredModel, ResultTable, Status, StepRun
 from app.runs import paramsets
 from app.tracking import results
-from app.web import tables
+from app.web import feedback_card, health_card, tables
 from app.web.access import operator_required
 from app.web.forms import ReasonForm, RetrainForm
 
@@ -113,10 +113,10 @@ def detail_context(model, request, retrain_form=None):
         "retrain_form": retrain_form or RetrainForm(model, names),
         "reason_form": ReasonForm(),
         # Monitoring (app.mlmodels): each is None when it has nothing to show.
-        "health": health.page(model, request.GET.get("span")),
+        "health": health_card.card(model, request),
         "trial": trials.page(model),
         "drift": drift.page(model),
-        "feedback": feedback.page(model),
+        "feedback": feedback_card.card(model),
     }
 
 
