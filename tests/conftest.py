@@ -18,6 +18,8 @@ from huey.contrib.djhuey import HUEY
 from playwright.sync_api import sync_playwright
 from sklearn.dummy import DummyClassifier
 
+from app.mlmodels import serving
+from app.mlmodels.predlog import prediction_log
 from app.models import ModelVersion
 from app.pipelines.registry import Params, param, pipeline, registry
 from app.runs import engine
@@ -76,6 +78,16 @@ def served(answer: dict) -> dict:
     """A prediction answer without its request id (new for every request)."""
     assert isinstance(answer.get("id"), str) and len(answer["id"]) == 36, answer
     return {key: value for key, value in answer.items() if key != "id"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_prediction_log():
+    """Each test starts with an empty prediction log buffer: a record an earlier test left (its
+    database gone, its write refused) must not be written into this test's database."""
+    serving.shadow.wait_idle()
+    prediction_log.buffer.clear()
+    prediction_log.dropped = 0
+    yield
 
 
 def make_user(username, group=None, superuser=False):

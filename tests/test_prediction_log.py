@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from app.api import tokens
 from app.mlmodels import deployments, predlog
+from app.mlmodels.predlog import prediction_log
 from app.models import Feedback, Prediction, PredictionMinute, Role
 from tests.conftest import gunicorn, process_env, train_version, wait_for
 
@@ -163,3 +164,19 @@ def test_the_log_keeps_prediction_log_days_and_the_predictions_with_feedback(liv
         (now - datetime.timedelta(days=29)).date()]
     settings.PREDICTION_LOG_DAYS = 0  # for ever
     assert predlog.prune(now=now + datetime.timedelta(days=365)) == 0 and Prediction.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_the_database_refuses_is_dropped_and_never_holds_the_others_back(live, caplog):
+    """A model deleted while its records wait in the buffer: those records cannot be written
+    as they are; the rest of the batch is, and the next batches are not blocked behind them."""
+    version, _secret = live
+    good = dict(model_id=version.model_id, version_id=version.pk, role=Role.LIVE, at=timezone.now(), latency_ms=1.0,
+                status=200, n_instances=1)
+    orphan = dict(good, model_id=version.model_id + 1000, version_id=None)
+    prediction_log.buffer.extend([dict(good, uid=uuid.uuid4()), dict(orphan, uid=uuid.uuid4()), dict(good, uid=uuid.uuid4())])
+    assert prediction_log.flush() == 2
+    assert Prediction.objects.count() == 2 and not prediction_log.buffer
+    assert "dropped 1 record(s) the database refused" in caplog.text
+    prediction_log.buffer.append(dict(good, uid=uuid.uuid4()))
+    assert prediction_log.flush() == 1 and Prediction.objects.count() == 3

@@ -7,7 +7,8 @@ fail or slow a prediction:
 - a full buffer (the database slower than the traffic for long) drops the newest records,
   counted in `dropped` and logged once per flush, instead of growing without bound;
 - a write that fails (the database down) keeps the batch for the next try as long as the
-  buffer has room, and logs why;
+  buffer has room, and logs why; a record the database refuses as it is (its model deleted
+  meanwhile) is dropped and logged, never retried for ever in front of the others;
 - the process's last records are written at exit (gunicorn's graceful stop and restarts).
 
 Sampling is decided per request (PREDICTION_SAMPLE_RATE): a sampled request keeps its first
@@ -30,7 +31,15 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 
 from app.models import Prediction, PredictionMinute
 
@@ -111,6 +120,11 @@ class PredictionLog:
                 rows = [self._row(fields) for fields in batch]
                 with transaction.atomic():
                     insert(rows)
+            except IntegrityError:
+                # Not an outage: some record cannot be written as it is (its model was deleted
+                # since). Write the batch row by row and drop only those, or one such record
+                # would hold back the whole log for good.
+                return self._write_one_by_one(rows)
             except DatabaseError as exc:
                 room = settings.PREDICTION_LOG_BUFFER - len(self.buffer)
                 kept = batch[:max(0, room)]
@@ -123,6 +137,20 @@ class PredictionLog:
                 return 0
             self.written += len(rows)
             return len(rows)
+
+    def _write_one_by_one(self, rows) -> int:
+        written, refused = 0, []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    insert([row])
+                written += 1
+            except IntegrityError as exc:
+                refused.append(str(exc).splitlines()[0][:200])
+        if refused:
+            log.warning("the prediction log dropped %d record(s) the database refused (%s)", len(refused), refused[0])
+        self.written += written
+        return written
 
     def _row(self, fields) -> dict:
         row = dict(FIELD_DEFAULTS, **fields)  # a batch that fails to write is kept as it came
