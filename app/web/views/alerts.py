@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from app.models import AlertChannel, AlertRule, Delivery, Incident
 from app.ops import alerts
 from app.web.access import operator_required
-from app.web.forms import AlertChannelForm, AlertRuleForm
+from app.web.alert_forms import AlertChannelForm, AlertRuleForm
 
 INCIDENTS_PER_PAGE = 25
 
