@@ -299,3 +299,12 @@ def test_a_live_version_without_reference_says_how_to_record_one(model_demo, ope
 def test_the_card_is_hidden_while_nothing_is_live(drift_demo, operator_client):
     train()
     assert 'id="drift"' not in text(operator_client.get("/models/drifty/"))
+
+
+def test_a_version_whose_drift_cannot_be_computed_fails_the_job_naming_it(live):
+    """The dashboard then shows the monitoring job failing, with this message."""
+    send(inputs(200, seed=4))
+    ReferenceProfile.objects.filter(version=live).update(features=[{"name": n} for n in FEATURES])  # no bins
+    with pytest.raises(drift.DriftFailed, match=r"no drift report for drifty v1 \("):
+        drift.compute_all()
+    assert not DriftReport.objects.filter(version=live).exists()

@@ -86,22 +86,31 @@ def watched_versions() -> list[int]:
 def compute_all(now=None) -> int:
     """Write a drift report for each watched version whose latest is DRIFT_EVERY_MINUTES
     old, then delete reports older than DRIFT_REPORT_DAYS; returns how many were written.
-    A version that fails is logged and the others still get theirs."""
+    A version that fails is logged and the others still get theirs; then DriftFailed names
+    it, so the monitoring job is shown failing on the dashboard."""
     now = now or timezone.now()
     ids = watched_versions()
     fresh_after = now - datetime.timedelta(minutes=settings.DRIFT_EVERY_MINUTES)
     fresh = set(DriftReport.objects.filter(version_id__in=ids, computed_at__gt=fresh_after)
                 .values_list("version_id", flat=True))
-    written = 0
-    for profile in ReferenceProfile.objects.filter(version_id__in=set(ids) - fresh).order_by("version_id"):
+    written, failed = 0, []
+    for profile in ReferenceProfile.objects.filter(version_id__in=set(ids) - fresh).select_related(
+            "version__model").order_by("version_id"):
         try:
             compute(profile, now)
             written += 1
-        except Exception:  # noqa: BLE001 — one version's bad data must not stop the others
+        except Exception as exc:  # noqa: BLE001 — one version's bad data must not stop the others
             log.exception("drift of version id %s could not be computed", profile.version_id)
+            failed.append(f"{profile.version} ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})")
     if settings.DRIFT_REPORT_DAYS:
         DriftReport.objects.filter(computed_at__lt=now - datetime.timedelta(days=settings.DRIFT_REPORT_DAYS)).delete()
+    if failed:
+        raise DriftFailed("no drift report for " + ", ".join(failed))
     return written
+
+
+class DriftFailed(Exception):
+    """Some versions got no drift report; the message names them and why."""
 
 
 def recent_rows(profile: ReferenceProfile, start, now) -> tuple[np.ndarray, list]:

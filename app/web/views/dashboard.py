@@ -29,6 +29,7 @@ JOB_LABELS = {
     "alerts": "Checking the alert rules",
     "alert-delivery": "Sending alerts",
     "prune": "The daily prune",
+    "monitoring": "Monitoring the live models (health, drift, shadow periods)",
 }
 
 
