@@ -169,7 +169,7 @@ def test_the_log_keeps_prediction_log_days_and_the_predictions_with_feedback(liv
 @pytest.mark.django_db(transaction=True)
 def test_a_record_the_database_refuses_is_dropped_and_never_holds_the_others_back(live, caplog):
     """A model deleted while its records wait in the buffer: those records cannot be written
-    as they are; the rest of the batch is, and the next batches are not blocked behind them."""
+    as they are; the rest of the batch is, and later batches are not blocked behind them."""
     version, _secret = live
     good = dict(model_id=version.model_id, version_id=version.pk, role=Role.LIVE, at=timezone.now(), latency_ms=1.0,
                 status=200, n_instances=1)
@@ -180,3 +180,9 @@ def test_a_record_the_database_refuses_is_dropped_and_never_holds_the_others_bac
     assert "dropped 1 record(s) the database refused" in caplog.text
     prediction_log.buffer.append(dict(good, uid=uuid.uuid4()))
     assert prediction_log.flush() == 1 and Prediction.objects.count() == 3
+    # A batch the database refuses whole looks like an outage: kept, not dropped, until a
+    # batch shows the database takes other records.
+    prediction_log.buffer.append(dict(orphan, uid=uuid.uuid4()))
+    assert prediction_log.flush() == 0 and len(prediction_log.buffer) == 1
+    prediction_log.buffer.append(dict(good, uid=uuid.uuid4()))
+    assert prediction_log.flush() == 1 and not prediction_log.buffer and Prediction.objects.count() == 4

@@ -7,8 +7,9 @@ fail or slow a prediction:
 - a full buffer (the database slower than the traffic for long) drops the newest records,
   counted in `dropped` and logged once per flush, instead of growing without bound;
 - a write that fails (the database down) keeps the batch for the next try as long as the
-  buffer has room, and logs why; a record the database refuses as it is (its model deleted
-  meanwhile) is dropped and logged, never retried for ever in front of the others;
+  buffer has room, and logs why; a record the database refuses as it is while it takes the
+  others (its model deleted meanwhile) is dropped and logged, never retried for ever in
+  front of them;
 - the process's last records are written at exit (gunicorn's graceful stop and restarts).
 
 Sampling is decided per request (PREDICTION_SAMPLE_RATE): a sampled request keeps its first
@@ -121,35 +122,49 @@ class PredictionLog:
                 with transaction.atomic():
                     insert(rows)
             except IntegrityError:
-                # Not an outage: some record cannot be written as it is (its model was deleted
-                # since). Write the batch row by row and drop only those, or one such record
-                # would hold back the whole log for good.
-                return self._write_one_by_one(rows)
+                # Maybe not an outage: some record cannot be written as it is (its model was
+                # deleted since). Write the batch row by row and drop only those, or one such
+                # record would hold back the whole log for good.
+                return self._write_one_by_one(batch, rows)
             except DatabaseError as exc:
-                room = settings.PREDICTION_LOG_BUFFER - len(self.buffer)
-                kept = batch[:max(0, room)]
-                self.buffer.extendleft(reversed(kept))
-                self.dropped += len(batch) - len(kept)
-                log.warning("the prediction log could not be written (%s); %d record(s) kept for the next try",
-                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, len(kept))
-                if self.background:
-                    connection.close()
+                self._keep(batch, exc)
                 return 0
             self.written += len(rows)
             return len(rows)
 
-    def _write_one_by_one(self, rows) -> int:
+    def _keep(self, batch, exc):
+        """The database did not take `batch`: keep it for the next try, as far as the buffer has room."""
+        room = settings.PREDICTION_LOG_BUFFER - len(self.buffer)
+        kept = batch[:max(0, room)]
+        self.buffer.extendleft(reversed(kept))
+        self.dropped += len(batch) - len(kept)
+        log.warning("the prediction log could not be written (%s); %d record(s) kept for the next try",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, len(kept))
+        if self.background:
+            connection.close()
+
+    def _write_one_by_one(self, batch, rows) -> int:
         written, refused = 0, []
-        for row in rows:
+        for i, (fields, row) in enumerate(zip(batch, rows)):
             try:
                 with transaction.atomic():
                     insert([row])
                 written += 1
             except IntegrityError as exc:
-                refused.append(str(exc).splitlines()[0][:200])
-        if refused:
-            log.warning("the prediction log dropped %d record(s) the database refused (%s)", len(refused), refused[0])
+                refused.append((fields, exc))
+            except DatabaseError as exc:  # an outage meanwhile: keep what is not written
+                self.written += written
+                self._keep([f for f, _exc in refused] + batch[i:], exc)
+                return written
         self.written += written
+        if refused and not written:
+            # Every record refused: the table refuses rows (a full disk as SQLite can report
+            # it, a trigger), not one bad record. Keep them, as for an outage.
+            self._keep([f for f, _exc in refused], refused[0][1])
+            return 0
+        if refused:
+            log.warning("the prediction log dropped %d record(s) the database refused (%s)", len(refused),
+                        str(refused[0][1]).splitlines()[0][:200])
         return written
 
     def _row(self, fields) -> dict:
