@@ -4,6 +4,7 @@ and a retrain rule's shadow period promotes the new version when it is over."""
 
 import datetime
 import random
+import time
 
 import pytest
 from django.test import Client
@@ -335,3 +336,27 @@ def test_the_retrain_form_takes_a_shadow_period(two, operator, operator_client):
     assert response.status_code == 302
     assert Promotion.objects.get().shadow_minutes == 45
     assert "Shadow period (minutes)" in text(operator_client.get("/models/demo/"))
+
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_shadow_thread_is_left_behind_and_live_answers_never_wait(two, operator, settings, monkeypatch, caplog):
+    """The shadow's thread blocked (here: on loading the candidate, the loading lock held by
+    the test) fills its queue; live answers go on, and once it has answered nothing for
+    STUCK_SECONDS a new thread takes the copies that come next."""
+    settings.SHADOW_QUEUE = 2
+    monkeypatch.setattr(serving.Shadow, "STUCK_SECONDS", 0.5)
+    serving.shadow.reset()
+    ask(1)  # the live version is loaded: its answers need no lock
+    trials.start(model(), two[1], "shadow", 0, operator, "try v2")
+    with serving._loading:
+        answers = ask(5)  # the thread takes one copy and blocks; two wait; the rest are dropped
+        first = serving.shadow.thread
+        assert {a["version"] for a in answers} == {1} and serving.shadow.dropped >= 2
+        assert "dropped 1 copies" in caplog.text
+        wait_for(lambda: time.monotonic() - serving.shadow.progress_at > 0.5, message="the thread to count as stuck")
+        ask(1)
+        assert "a new one takes over" in caplog.text and serving.shadow.thread is not first
+        assert {a["version"] for a in ask(2)} == {1}
+    serving.shadow.wait_idle()
+    wait_for(lambda: Prediction.objects.filter(role=Role.SHADOW).count() >= 4, message="shadow answers after the lock")

@@ -239,14 +239,19 @@ def _record(uid, live, served, role, started, status, token_name, instances, pre
 class Shadow:
     """The candidate in shadow answers a copy of each live request on a thread of its own,
     from a bounded queue: a slow or broken candidate never slows, changes or fails the live
-    answer (a full queue drops the copy, counted in `dropped`). Its answers are logged with
-    the share of instances on which they agree with the live answer."""
+    answer (a full queue drops the copy, counted in `dropped` and logged). Its answers are
+    logged with the share of instances on which they agree with the live answer. A thread
+    that has answered nothing for STUCK_SECONDS while its queue is full (a call that never
+    returns) is left behind and a new one takes the copies that come next."""
+
+    STUCK_SECONDS = 60.0
 
     def __init__(self):
         self.queue = None
         self.thread = None
         self.pid = None
         self.dropped = 0
+        self.progress_at = time.monotonic()
         self.lock = threading.Lock()
 
     def submit(self, name, live, instances, predictions, uid, token_name, sampled):
@@ -255,8 +260,21 @@ class Shadow:
             self.queue.put_nowait((name, live, instances, predictions, uid, token_name, sampled))
         except queue.Full:
             self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("the shadow of %s dropped %d copies: its queue (SHADOW_QUEUE=%d) is full",
+                            name, self.dropped, settings.SHADOW_QUEUE)
+            if time.monotonic() - self.progress_at > self.STUCK_SECONDS:
+                log.error("the shadow thread answered nothing for %.0f s; a new one takes over",
+                          time.monotonic() - self.progress_at)
+                self.reset()
         except Exception:  # noqa: BLE001 — the shadow must never fail the live answer
             log.exception("the shadow copy of a request to %s could not be queued", name)
+
+    def reset(self):
+        """Leave the current thread and its queue behind (a daemon: it ends with the process);
+        the next copy starts a new one."""
+        with self.lock:
+            self.thread, self.queue, self.progress_at = None, None, time.monotonic()
 
     def _ensure_thread(self):
         if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
@@ -264,14 +282,16 @@ class Shadow:
         with self.lock:
             if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
                 return
+            self.progress_at = time.monotonic()
             self.pid = os.getpid()
             self.queue = queue.Queue(maxsize=settings.SHADOW_QUEUE)
             self.thread = threading.Thread(target=self._loop, name="shadow", daemon=True)
             self.thread.start()
 
     def _loop(self):
+        own = self.queue  # after a reset, this thread finishes with its own queue
         while True:
-            job = self.queue.get()
+            job = own.get()
             try:
                 self.run(*job)
             except Exception:  # noqa: BLE001 — one bad copy must not stop the shadow
@@ -280,7 +300,9 @@ class Shadow:
                 close_old_connections()
             except Exception:  # noqa: BLE001 — a database outage must not end the thread either
                 log.warning("the shadow thread could not check its database connection", exc_info=True)
-            self.queue.task_done()
+            own.task_done()
+            if own is self.queue:
+                self.progress_at = time.monotonic()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every queued copy has been answered (tests, and a clean shutdown);
