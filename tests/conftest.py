@@ -92,6 +92,30 @@ def fresh_prediction_log():
     yield
 
 
+@contextlib.contextmanager
+def database_refusing(table: str, message: str = "No space left on device"):
+    """The database itself refuses every new row of `table` (a trigger), as a full disk or a
+    broken table would; everything else works. SQLite says a full disk its own way."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+                           f"RAISE EXCEPTION 'could not extend file: {message}'; END $$ LANGUAGE plpgsql")
+            cursor.execute(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                           f"EXECUTE FUNCTION refuse_{table}()")
+        else:
+            cursor.execute(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_{table} ON {table}")
+                cursor.execute(f"DROP FUNCTION refuse_{table}()")
+            else:
+                cursor.execute(f"DROP TRIGGER refuse_{table}")
+
+
 def make_user(username, group=None, superuser=False):
     user = User.objects.create_user(username, password=PASSWORD, is_staff=superuser, is_superuser=superuser)
     if group:

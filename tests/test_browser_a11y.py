@@ -8,11 +8,9 @@ axe's JavaScript comes in the axe-playwright-python wheel and is evaluated in th
 is fetched, and the Content-Security-Policy stays as it is."""
 
 import datetime
-from contextlib import contextmanager
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from django.db import connection
 from django.template import loader
 from django.utils import timezone
 
@@ -21,7 +19,7 @@ from app.mlmodels import deployments
 from app.models import AlertChannel, AlertRule, Schedule
 from app.ops import alerts, backfills, schedules
 from app.runs import engine, paramsets
-from tests.conftest import make_user, train_version
+from tests.conftest import database_refusing, make_user, train_version
 from tests.test_browser import SCREENSHOTS, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -45,25 +43,6 @@ DANGLING_REFERENCES = """() => {
 
 
 
-@contextmanager
-def database_refusing_runs():
-    """The database itself refuses every new run (a trigger), as a full disk would."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION refuse_run() RETURNS trigger AS $$ BEGIN "
-                           "RAISE EXCEPTION 'database or disk is full'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER refuse_run BEFORE INSERT ON app_run FOR EACH ROW EXECUTE FUNCTION refuse_run()")
-        else:
-            cursor.execute("CREATE TRIGGER refuse_run BEFORE INSERT ON app_run "
-                           "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER refuse_run ON app_run" if connection.vendor == "postgresql"
-                           else "DROP TRIGGER refuse_run")
-            if connection.vendor == "postgresql":
-                cursor.execute("DROP FUNCTION refuse_run()")
 
 def seed(operator):
     """One of each thing a page shows: a finished and a failed run, a parameter set, a
@@ -194,7 +173,7 @@ def test_no_page_has_a_critical_or_serious_axe_violation(live_server, browser, s
         audit.check("/pipelines/fanout_demo/ (an invalid run form)")
         # A run the database refuses: 503, "The run was not saved".
         page.goto(f"{live_server.url}/pipelines/fanout_demo/")
-        with database_refusing_runs():
+        with database_refusing("app_run"):
             page.click("text=Run fanout_demo")
             page.get_by_text("The run was not saved").wait_for()
         audit.check("/pipelines/fanout_demo/run/ (the run was not saved)")

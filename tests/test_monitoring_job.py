@@ -2,12 +2,11 @@
 up per minute and promotes a shadow whose period is over, with no one on the page; a part
 that fails is shown on the dashboard while the others still run."""
 
-import contextlib
 import datetime
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from app.mlmodels import deployments, trials
@@ -22,7 +21,7 @@ from app.models import (
     Trial,
     TrialOutcome,
 )
-from tests.conftest import train_version, wait_for
+from tests.conftest import database_refusing, train_version, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -55,28 +54,6 @@ def test_a_worker_rolls_the_log_up_and_ends_a_shadow_period(model_demo, operator
     assert trial.outcome == TrialOutcome.PROMOTED and trial.ended_at >= trial.promote_after
 
 
-@contextlib.contextmanager
-def database_refusing_rollups():
-    """The database refuses the per-minute roll-up's rows (a trigger): one part of the job fails."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION refuse_rollup() RETURNS trigger AS $$ BEGIN "
-                           "RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER refuse_rollup BEFORE INSERT ON app_predictionminute FOR EACH ROW "
-                           "EXECUTE FUNCTION refuse_rollup()")
-        else:
-            cursor.execute("CREATE TRIGGER refuse_rollup BEFORE INSERT ON app_predictionminute "
-                           "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("DROP TRIGGER refuse_rollup ON app_predictionminute")
-                cursor.execute("DROP FUNCTION refuse_rollup()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_rollup")
-
 
 def test_a_failing_part_is_shown_on_the_dashboard_and_the_others_still_run(model_demo, operator, operator_client,
                                                                             start_worker):
@@ -89,7 +66,7 @@ def test_a_failing_part_is_shown_on_the_dashboard_and_the_others_still_run(model
                             promote_after=timezone.now())
     Prediction.objects.create(uid=uuid.uuid4(), model=model, version=v1, at=timezone.now() - datetime.timedelta(minutes=3),
                               latency_ms=2.0, status=200, n_instances=1)
-    with database_refusing_rollups():
+    with database_refusing("app_predictionminute"):
         start_worker(MONITORING_SECONDS="0.5", WORKER_BEAT_SECONDS="0.5")
         lease = wait_for(lambda: Lease.objects.filter(name="monitoring").exclude(problem="").first(), timeout=30,
                          message="the monitoring job recorded as failing")

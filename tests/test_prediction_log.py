@@ -2,7 +2,6 @@
 with its status, whichever web process answered it; a log that cannot be written never
 fails a prediction, and what it kept is written once the database takes it again."""
 
-import contextlib
 import datetime
 import json
 import threading
@@ -11,14 +10,13 @@ import urllib.request
 import uuid
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from app.api import tokens
 from app.mlmodels import deployments, predlog
 from app.mlmodels.predlog import prediction_log
 from app.models import Feedback, Prediction, PredictionMinute, Role
-from tests.conftest import gunicorn, process_env, train_version, wait_for
+from tests.conftest import database_refusing, gunicorn, process_env, train_version, wait_for
 
 
 URL = "/api/models/demo/predict"
@@ -97,29 +95,6 @@ def test_under_load_every_request_is_in_the_log_once(live, tmp_path):
     assert not rows.filter(sampled=False, inputs__isnull=False).exists()
 
 
-@contextlib.contextmanager
-def database_refusing_the_log():
-    """The database refuses every new row of the prediction log (a trigger), as a full disk
-    or a broken table would; everything else works."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION refuse_log() RETURNS trigger AS $$ BEGIN "
-                           "RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER refuse_log BEFORE INSERT ON app_prediction FOR EACH ROW "
-                           "EXECUTE FUNCTION refuse_log()")
-        else:
-            cursor.execute("CREATE TRIGGER refuse_log BEFORE INSERT ON app_prediction "
-                           "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("DROP TRIGGER refuse_log ON app_prediction")
-                cursor.execute("DROP FUNCTION refuse_log()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_log")
-
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
@@ -127,7 +102,7 @@ def test_a_log_that_cannot_be_written_never_fails_a_prediction_and_loses_nothing
     version, secret = live
     log_path = tmp_path / "gunicorn.log"
     with gunicorn(log_path, process_env(), workers=1) as base:
-        with database_refusing_the_log():
+        with database_refusing("app_prediction"):
             answers = [call(base, secret, {"instances": [[0.0, float(i)]]}) for i in range(30)]
             assert {(status, answer["version"], tuple(answer["predictions"])) for status, answer in answers} == {
                 (200, 1, (3,))}
@@ -153,7 +128,7 @@ def test_the_log_keeps_prediction_log_days_and_the_predictions_with_feedback(liv
             uid=uuid.uuid4(), model=version.model, version=version, at=now - datetime.timedelta(days=days_ago),
             latency_ms=1.0, status=200, n_instances=1, outputs=[3])
 
-    old, recent, labelled = row(31), row(29), row(40)
+    _old, recent, labelled = row(31), row(29), row(40)
     Feedback.objects.create(prediction=labelled, model=version.model, version=version, labels=[3], n=1, correct=1,
                             at=labelled.at)
     for days_ago in (31, 29):

@@ -4,14 +4,17 @@ and a retrain rule's shadow period promotes the new version when it is over."""
 
 import datetime
 import random
+import sys
 import time
+import traceback
+from collections import Counter
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from app import artifacts
-from app.mlmodels import deployments, serving, trials
+from app.mlmodels import deployments, predlog, serving, trials
 from app.models import (
     AuditAction,
     AuditEvent,
@@ -63,6 +66,18 @@ def ask(n=1):
     return [serving.predict("demo", ROW) for _ in range(n)]
 
 
+def shadow_state() -> str:
+    """What the shadow and the log hold, and where the shadow's thread is: said when a test
+    waits in vain for its answers."""
+    thread, own = serving.shadow.thread, serving.shadow.queue
+    frame = sys._current_frames().get(thread.ident) if thread is not None else None
+    return (f"shadow thread alive: {thread is not None and thread.is_alive()}, queued: "
+            f"{own.unfinished_tasks if own else None}, dropped: {serving.shadow.dropped}; "
+            f"log rows by role: {dict(Counter(Prediction.objects.values_list('role', flat=True)))}, "
+            f"log buffer: {len(predlog.prediction_log.buffer)}, log dropped: {predlog.prediction_log.dropped}\n"
+            + ("".join(traceback.format_stack(frame)) if frame else "no stack"))
+
+
 # --- shadow ------------------------------------------------------------------------------
 
 
@@ -73,10 +88,13 @@ def test_a_shadow_never_changes_an_answer_and_its_answers_are_logged(two, operat
     answers = ask(200)
     assert {(a["version"], tuple(a["predictions"])) for a in answers} == {(1, (3,))}
     live_uids = {a["id"] for a in answers}
-    shadows = wait_for(
-        lambda: (rows := list(Prediction.objects.filter(role=Role.SHADOW))) and len(rows) == 200 and rows,
-        message="the 200 shadow answers in the log",
-    )
+    try:
+        shadows = wait_for(
+            lambda: (rows := list(Prediction.objects.filter(role=Role.SHADOW))) and len(rows) == 200 and rows,
+            message="the 200 shadow answers in the log",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{shadow_state()}") from None
     assert {str(r.pair) for r in shadows} == live_uids
     assert {(r.version_id, r.status, r.agreement) for r in shadows} == {(v2.pk, 200, 0.0)}
     assert Prediction.objects.filter(role=Role.LIVE, version=v1, status=200).count() == 200

@@ -256,8 +256,7 @@ class Shadow:
 
     def submit(self, name, live, instances, predictions, uid, token_name, sampled):
         try:
-            self._ensure_thread()
-            self.queue.put_nowait((name, live, instances, predictions, uid, token_name, sampled))
+            self._ensure_thread().put_nowait((name, live, instances, predictions, uid, token_name, sampled))
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -276,20 +275,21 @@ class Shadow:
         with self.lock:
             self.thread, self.queue, self.progress_at = None, None, time.monotonic()
 
-    def _ensure_thread(self):
-        if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
-            return
+    def _ensure_thread(self) -> queue.Queue:
+        """The queue of this process's live shadow thread (started if there is none). Read
+        with the thread under the lock: a reset meanwhile cannot leave a copy on no queue."""
         with self.lock:
             if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():
-                return
+                return self.queue
             self.progress_at = time.monotonic()
             self.pid = os.getpid()
             self.queue = queue.Queue(maxsize=settings.SHADOW_QUEUE)
-            self.thread = threading.Thread(target=self._loop, name="shadow", daemon=True)
+            self.thread = threading.Thread(target=self._loop, args=(self.queue,), name="shadow", daemon=True)
             self.thread.start()
+            return self.queue
 
-    def _loop(self):
-        own = self.queue  # after a reset, this thread finishes with its own queue
+    def _loop(self, own: queue.Queue):
+        # After a reset, this thread finishes with its own queue.
         while True:
             job = own.get()
             try:

@@ -91,20 +91,28 @@ def _too_few(rule, model, n, minutes, what, open_) -> Finding | None:
                             f"{rule.threshold:g}{unit}.", model.get_absolute_url())
 
 
-def _model_errors(rule, now):
+def _judged(rule, now, what: str, found: dict):
+    """The live models `rule` watches that served at least MIN_REQUESTS in its window, as
+    (model, counts, window start, minutes); for the others, what `_too_few` keeps (an open
+    incident's finding) goes into `found`."""
     start, minutes = _window(rule, now)
     models = _live_models(rule)
     counts = _counts(models, start, now)
     open_ = _open_summaries(rule)
-    found = {}
     for model in models:
         row = counts.get(model.pk, {"n": 0, "errors": 0, "e5": 0})
-        n, errors = row["n"], row["errors"]
-        if n < MIN_REQUESTS:
-            kept = _too_few(rule, model, n, minutes, "error rate", open_)
+        if row["n"] < MIN_REQUESTS:
+            kept = _too_few(rule, model, row["n"], minutes, what, open_)
             if kept:
                 found[subject(model)] = kept
             continue
+        yield model, row, start, minutes
+
+
+def _model_errors(rule, now):
+    found = {}
+    for model, row, start, minutes in _judged(rule, now, "error rate", found):
+        n, errors = row["n"], row["errors"]
         rate = 100.0 * errors / n
         if rate <= _threshold(rule):
             continue
@@ -123,18 +131,9 @@ def _model_errors(rule, now):
 
 
 def _model_latency(rule, now):
-    start, minutes = _window(rule, now)
-    models = _live_models(rule)
-    counts = _counts(models, start, now)
-    open_ = _open_summaries(rule)
     found = {}
-    for model in models:
-        n = counts.get(model.pk, {"n": 0})["n"]
-        if n < MIN_REQUESTS:
-            kept = _too_few(rule, model, n, minutes, "p95 latency", open_)
-            if kept:
-                found[subject(model)] = kept
-            continue
+    for model, row, start, minutes in _judged(rule, now, "p95 latency", found):
+        n = row["n"]
         # Nearest rank: the value 95 % of the window's requests are at or below.
         rank = math.ceil(0.95 * n) - 1
         ordered = _served([model.pk], start, now).order_by("latency_ms").values_list("latency_ms", flat=True)
