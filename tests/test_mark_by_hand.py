@@ -254,7 +254,7 @@ def test_a_success_counts_for_a_step_that_was_skipped(marks):
     run, _ready = engine.start_run("t_mark", {})
     StepRun.objects.filter(run=run, step_name="archive").update(status=Status.UPSTREAM_FAILED)
 
-    queued = statements.upstream_done(run.pk, ["check", "archive"], timezone.now())
+    queued, _claimed = statements.upstream_done(run.pk, ["check", "archive"], timezone.now())
 
     now = steps(run)
     assert [pk for pk, _queue in queued] == [now["check"].pk]

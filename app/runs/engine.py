@@ -98,10 +98,13 @@ class Ready(list):
     treat it as one. `.queues` maps ids to their queue where known (app.runs.tasks looks
     up the others)."""
 
-    def __init__(self, ids=(), later=(), queues=None):
+    def __init__(self, ids=(), later=(), queues=None, claimed=None):
         super().__init__(ids)
         self.later = list(later)
         self.queues = dict(queues or {})
+        # The next step this thread took on with the success it records (execute_step's
+        # `claim_next`): running already, for this thread to execute.
+        self.claimed: StepRun | None = claimed
 
 
 class StepContext:
@@ -280,7 +283,8 @@ def _claim(step_run_id) -> StepRun | None:
     return statements.claim(step_run_id, timezone.now(), _worker_name())
 
 
-def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
+def execute_step(step_run_id: int, *, supervised: bool = False, claim_next: str | None = None,
+                 claimed: StepRun | None = None) -> Ready:
     """Run one step run if it is still queued (or due for a retry); record its outcome.
 
     `supervised` (the worker): the step's code runs in a child process watched by this thread
@@ -293,26 +297,31 @@ def execute_step(step_run_id: int, *, supervised: bool = False) -> Ready:
 
     Returns the step runs that became ready because of it (see Ready). A step run that is
     not queued any more (claimed by another worker, cancelled) is left alone.
+
+    `claim_next` (a task going down a chain, app.runs.tasks): the name of this thread's
+    queue; a success that makes the step's first successor ready on it claims it in the
+    same statement, as `Ready.claimed`, which the caller then passes back as `claimed`
+    (the step run this thread holds already) instead of claiming it again.
     """
-    step_run = _claim(step_run_id)
+    step_run = claimed if claimed is not None else _claim(step_run_id)
     if step_run is None:
         return Ready()
     heartbeat.add(step_run.pk)
     try:
         with logcontext.step(step_run.run_id, step_run.pk, step_run.step_name):
-            return _run_and_record(step_run, supervised)
+            return _run_and_record(step_run, supervised, claim_next)
     finally:
         heartbeat.discard(step_run.pk)
 
 
-def _run_and_record(step_run: StepRun, supervised: bool) -> Ready:
+def _run_and_record(step_run: StepRun, supervised: bool, claim_next: str | None = None) -> Ready:
     step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
     in_child = supervised and step["isolation"] == "process"
     try:
         if in_child:
-            return _execute_in_child(step_run, step)
+            return _execute_in_child(step_run, step, claim_next)
         attempt = _attempt(step_run)
-        ready = _record(step_run, attempt, in_worker=supervised)
+        ready = _record(step_run, attempt, in_worker=supervised, claim_next=claim_next)
     except Exception as exc:
         # Recording the outcome failed (database or disk trouble): record that instead,
         # so the step does not wait for the watchdog with the real cause lost.
@@ -323,7 +332,7 @@ def _run_and_record(step_run: StepRun, supervised: bool) -> Ready:
     return ready
 
 
-def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
+def _execute_in_child(step_run: StepRun, step: dict, claim_next: str | None = None) -> Ready:
     timeout = step["timeout"] or settings.STEP_TIMEOUT_SECONDS or None
     outcome = supervisor.run_in_child(
         run_attempt_in_child, (statements.portable(step_run),), timeout=timeout,
@@ -331,7 +340,7 @@ def _execute_in_child(step_run: StepRun, step: dict) -> Ready:
         max_memory_mb=settings.STEP_PROCESS_MAX_MEMORY_MB,
     )
     if outcome.finished:
-        return _record(step_run, outcome.value, in_worker=True)
+        return _record(step_run, outcome.value, in_worker=True, claim_next=claim_next)
     log.warning("step run %s (process %s): %s", step_run.pk, outcome.pid, outcome.error)
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))
     if outcome.handed_over:
@@ -416,13 +425,13 @@ def _attempt(step_run: StepRun) -> Attempt:
     return attempt
 
 
-def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool) -> Ready:
+def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next: str | None = None) -> Ready:
     """Record an attempt's outcome, with the tail of its log (a step that printed nothing
-    has no log to read)."""
+    has no log to read); a success may claim the next step (execute_step's `claim_next`)."""
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
     if attempt.ended == "succeeded":
-        return _record_success(step_run, log_text, (attempt.output_path, attempt.output_inline))
+        return _record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
     if attempt.ended == "cancelled":
         return _record_cancelled(step_run, log_text)
     if attempt.ended == "other_code":
@@ -506,23 +515,30 @@ def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") 
 # attempt that replaced it.
 
 
-def _record_success(step_run: StepRun, log_text: str, output: tuple) -> Ready:
+def _record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: str | None = None) -> Ready:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
     successors = list(graph.successors(step_run.step_name))
+    # A worker that began to shut down while the step ran takes nothing more on.
+    claim = (claim_next, _worker_name()) if claim_next and successors and not supervisor.stopping.is_set() else None
     with transaction.atomic():
         # Marked succeeded, counted on the run (the last one to finish closes it), and each
         # successor counts one more upstream done, queued when none is left: O(successors),
         # a fan-in step is not re-read by each of its N upstreams. A cancelled run has no
         # pending steps left, so nothing is queued for it.
-        recorded = statements.record_success(step_run, now, log_text, output, successors)
+        recorded = statements.record_success(step_run, now, log_text, output, successors, claim)
         if recorded is None:
             return Ready()
-        finished, total, queued = recorded
+        finished, total, queued, claimed = recorded
         if finished >= total:
             statements.close_run(run_id, now)
-    return Ready([pk for pk, _queue in queued], queues=dict(queued))
+    if claimed is not None:
+        run = step_run.run
+        pk, step_name, attempt = claimed
+        claimed = statements.claimed((pk, run.pk, step_name, attempt, run.pipeline_name, run.params,
+                                      run.snapshot_id, run.snapshot.source_hash, now, claim[1]))
+    return Ready([pk for pk, _queue in queued], queues=dict(queued), claimed=claimed)
 
 
 def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> Ready:

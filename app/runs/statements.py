@@ -105,26 +105,30 @@ def _claim_in_steps(step_run_id, now, worker):
     return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash
 
 
-def record_success(step_run: StepRun, now, log: str, output: tuple, successors) -> tuple | None:
+def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None) -> tuple | None:
     """running → succeeded for this attempt, counted on the run, and each successor told one
     more upstream is done (see upstream_done); call inside a transaction. Returns
-    (finished, total, [(id, queue) queued]), or None if the attempt no longer owns the step.
-    `output`: (output_path, output_inline), as app.artifacts.save_output returns them."""
+    (finished, total, [(id, queue) queued], claimed), or None if the attempt no longer owns
+    the step. `output`: (output_path, output_inline), as app.artifacts.save_output returns them.
+
+    `claim`: (queue, worker) of a task that goes on down a chain: the first successor, if
+    this success makes it ready and it is on `queue`, is claimed for `worker` by the same
+    statement instead of being queued (a claim is a round trip of its own otherwise);
+    `claimed` is then its (id, step_name, attempt), else None."""
     if connection.vendor == "postgresql":
-        return _record_success_in_one_statement(step_run, now, log, output, successors)
+        return _record_success_in_one_statement(step_run, now, log, output, successors, claim)
     if not mark_succeeded(step_run, now, log, output):
         return None
     finished, total = count_finished(step_run.run_id, 1)
-    queued = upstream_done(step_run.run_id, successors, now) if successors else []
-    return finished, total, queued
+    queued, claimed = upstream_done(step_run.run_id, successors, now, claim) if successors else ([], None)
+    return finished, total, queued, claimed
 
 
-def _record_success_in_one_statement(step_run, now, log, output, successors):
+def _record_success_in_one_statement(step_run, now, log, output, successors, claim):
     # The final SELECT reads `counted` before `next`, so the run row is locked before any
     # successor row, as in the statement-by-statement version: siblings finishing together
     # queue up on the run row and cannot deadlock on each other's successors.
-    names = list(successors) or [""]
-    marks = ", ".join(["%s"] * len(names))
+    next_sql, next_params = _upstream_done(step_run.run_id, list(successors) or [""], now, claim)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH done AS ("
@@ -134,11 +138,12 @@ def _record_success_in_one_statement(step_run, now, log, output, successors):
             f" UPDATE {RUN} SET steps_finished = steps_finished + 1 WHERE id IN (SELECT run_id FROM done)"
             f" RETURNING steps_finished, steps_total"
             f"), next AS ("
-            f" {_upstream_done_sql(marks)} AND EXISTS (SELECT 1 FROM done) RETURNING id, queue, status"
+            f" {next_sql} AND EXISTS (SELECT 1 FROM done) RETURNING id, queue, status, step_name, attempt"
             f") SELECT 0, steps_finished::bigint, steps_total::bigint, '' FROM counted"
-            f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s",
+            f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s"
+            f" UNION ALL SELECT 2, id, attempt::bigint, step_name FROM next WHERE status = %s",
             [Status.SUCCEEDED, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt,
-             *_upstream_done_params(step_run.run_id, names, now), Status.QUEUED],
+             *next_params, Status.QUEUED, Status.RUNNING],
         )
         rows = cursor.fetchall()
     counts = [row for row in rows if row[0] == 0]
@@ -146,7 +151,8 @@ def _record_success_in_one_statement(step_run, now, log, output, successors):
         return None
     _kind, finished, total, _queue = counts[0]
     queued = sorted((row[1], row[3]) for row in rows if row[0] == 1)
-    return finished, total, queued
+    claimed = next(((row[1], row[3], row[2]) for row in rows if row[0] == 2), None)
+    return finished, total, queued, claimed
 
 
 def mark_succeeded(step_run: StepRun, now, log: str, output: tuple) -> bool:
@@ -172,40 +178,55 @@ def count_finished(run_id: int, count: int) -> tuple[int, int]:
         return cursor.fetchone()
 
 
-def _upstream_done_sql(marks: str) -> str:
-    """The UPDATE that counts one more upstream done for some steps and queues the pending
-    ones with none left; its parameters are `_upstream_done_params`.
+def _upstream_done(run_id: int, names: list, now, claim=None) -> tuple[str, list]:
+    """The UPDATE (and its parameters) that counts one more upstream done for the steps
+    `names` and queues the pending ones with none left — or, with `claim` (queue, worker),
+    claims the first of them instead when it is on that queue (see record_success).
 
     Upstream-failed steps are counted too, so `upstream_left` is always the number of
     upstream steps that have not succeeded: a step marked succeeded by hand can re-open
     them (app.runs.actions.mark_step). It also means a success whose statement began before
     such a re-opening committed still finds the re-opened row (PostgreSQL re-checks the
-    WHERE on the row's new version), so its count is never lost."""
-    return (
-        f"UPDATE {STEP} SET upstream_left = upstream_left - 1,"
-        f" status = CASE WHEN upstream_left = 1 AND status = %s THEN %s ELSE status END,"
-        f" queued_at = CASE WHEN upstream_left = 1 AND status = %s THEN %s ELSE queued_at END"
-        f" WHERE run_id = %s AND status IN (%s, %s) AND upstream_left > 0 AND step_name IN ({marks})"
-    )
-
-
-def _upstream_done_params(run_id: int, names: list, now) -> list:
-    return [Status.PENDING, Status.QUEUED, Status.PENDING, _when(now), run_id, Status.PENDING,
-            Status.UPSTREAM_FAILED, *names]
-
-
-def upstream_done(run_id: int, step_names, now) -> list[tuple[int, str]]:
-    """One more upstream step of each of these steps succeeded: count it, and queue those
-    with none left (pending → queued); returns (id, queue) of those queued. One statement
-    whatever the fan-in: the steps' own rows, never their siblings'."""
-    names = list(step_names)
+    WHERE on the row's new version), so its count is never lost. Every SET expression reads
+    the row as it was (both databases), so "ready" means the same in each of them."""
+    ready, ready_params = "upstream_left = 1 AND status = %s", [Status.PENDING]
+    sets, params = ["upstream_left = upstream_left - 1"], []
+    if claim:
+        queue, worker = claim
+        taken, taken_params = f"{ready} AND step_name = %s AND queue = %s", [*ready_params, names[0], queue]
+        sets.append(f"status = CASE WHEN {taken} THEN %s WHEN {ready} THEN %s ELSE status END")
+        params += [*taken_params, Status.RUNNING, *ready_params, Status.QUEUED]
+        # What a claim sets (see claim), for the step it takes.
+        for column, value in (("started_at", _when(now)), ("heartbeat_at", _when(now)), ("worker", worker)):
+            sets.append(f"{column} = CASE WHEN {taken} THEN %s ELSE {column} END")
+            params += [*taken_params, value]
+        sets.append(f"attempt = CASE WHEN {taken} THEN attempt + 1 ELSE attempt END")
+        sets.append(f"finished_at = CASE WHEN {taken} THEN NULL ELSE finished_at END")
+        params += [*taken_params, *taken_params]
+    else:
+        sets.append(f"status = CASE WHEN {ready} THEN %s ELSE status END")
+        params += [*ready_params, Status.QUEUED]
+    sets.append(f"queued_at = CASE WHEN {ready} THEN %s ELSE queued_at END")
+    params += [*ready_params, _when(now)]
     marks = ", ".join(["%s"] * len(names))
+    sql = (f"UPDATE {STEP} SET {', '.join(sets)}"
+           f" WHERE run_id = %s AND status IN (%s, %s) AND upstream_left > 0 AND step_name IN ({marks})")
+    return sql, [*params, run_id, Status.PENDING, Status.UPSTREAM_FAILED, *names]
+
+
+def upstream_done(run_id: int, step_names, now, claim=None) -> tuple[list[tuple[int, str]], tuple | None]:
+    """One more upstream step of each of these steps succeeded: count it, and queue those
+    with none left (pending → queued); returns (id, queue) of those queued, and the
+    (id, step_name, attempt) of the one claimed with `claim` (see record_success), or None.
+    One statement whatever the fan-in: the steps' own rows, never their siblings'."""
+    sql, params = _upstream_done(run_id, list(step_names), now, claim)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"{_upstream_done_sql(marks)} RETURNING id, queue, status",
-            _upstream_done_params(run_id, names, now),
-        )
-        return sorted((pk, queue) for pk, queue, status in cursor.fetchall() if status == Status.QUEUED)
+        cursor.execute(f"{sql} RETURNING id, queue, status, step_name, attempt", params)
+        rows = cursor.fetchall()
+    queued = sorted((pk, queue) for pk, queue, status, _name, _attempt in rows if status == Status.QUEUED)
+    claimed = next(((pk, name, attempt) for pk, _queue, status, name, attempt in rows if status == Status.RUNNING),
+                   None)
+    return queued, claimed
 
 
 def lock_run(run_id: int) -> Run:

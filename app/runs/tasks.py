@@ -117,21 +117,26 @@ serving = {"queue": DEFAULT_QUEUE}
 @db_task()
 def run_step(step_run_id: int):
     deadline = time.monotonic() + CONTINUE_SECONDS
-    current = step_run_id
+    current, claimed = step_run_id, None
     try:
         check_artifact_store()  # done at start unless the database was gone then
-        ready = engine.execute_step(current, supervised=True)
-        for _ in range(CONTINUE_STEPS - 1):
+        for left in range(CONTINUE_STEPS - 1, -1, -1):
+            # Going on down a chain: the success of this step claims the next one with it.
+            go_on = left > 0 and time.monotonic() < deadline and not supervisor.stopping.is_set()
+            ready = engine.execute_step(current, supervised=True, claimed=claimed,
+                                        claim_next=serving["queue"] if go_on else None)
             schedule_retries(ready)
-            if not ready or time.monotonic() > deadline or supervisor.stopping.is_set():
+            if ready.claimed is not None:
+                enqueue(ready)  # the others it made ready
+                current, claimed = ready.claimed.pk, ready.claimed
+                continue
+            if not go_on or not ready or supervisor.stopping.is_set():
                 break
             where = queues_of(ready)
             if where.get(ready[0]) != serving["queue"]:
                 break  # the next step is another queue's
             enqueue(ready[1:], where)
-            current = ready[0]
-            ready = engine.execute_step(current, supervised=True)
-        schedule_retries(ready)
+            current, claimed, ready = ready[0], None, engine.Ready()
         enqueue(ready)
     except (DatabaseError, OSError) as exc:
         # The step that was being worked on is tried again later (a claim that did not
