@@ -82,3 +82,18 @@ def test_a_worker_backs_off_while_its_database_is_gone_and_carries_on_when_it_is
     wait_for(finished, timeout=90, message="the run to finish once the database is back")
     assert worker.poll() is None
     assert "the database and disk work again after" in worker.log_path.read_text()
+
+
+def test_a_run_left_unclosed_by_a_dead_worker_is_closed_by_the_watchdog(start_worker):
+    """Going down a chain on PostgreSQL, a success is recorded without a transaction and the
+    run closed right after it; a worker dying in between leaves every step finished and the
+    run running. The next worker's watchdog closes it, with the status its steps give it."""
+    run = engine.run_inline(*engine.start_run("fanout_demo", {"rows": "5"}))
+    assert run.status == Status.SUCCEEDED and run.steps_finished == run.steps_total
+    Run.objects.filter(pk=run.pk).update(status=Status.RUNNING, finished_at=None)  # as the dead worker left it
+
+    start_worker(WORKER_BEAT_SECONDS="0.5")
+
+    closed = wait_for(lambda: Run.objects.filter(pk=run.pk).exclude(status=Status.RUNNING).first(), timeout=30,
+                      message="the watchdog to close the run")
+    assert closed.status == Status.SUCCEEDED and closed.finished_at is not None

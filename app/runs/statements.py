@@ -12,7 +12,7 @@ single autocommitted statement; a success is one statement in a transaction that
 the run when it was the last step.
 """
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from app.models import PipelineSnapshot, Run, Status, StepRun
 from app.runs.signals import run_finished
@@ -122,6 +122,12 @@ def record_success(step_run: StepRun, now, log: str, output: tuple, successors, 
     finished, total = count_finished(step_run.run_id, 1)
     queued, claimed = upstream_done(step_run.run_id, successors, now, claim) if successors else ([], None)
     return finished, total, queued, claimed
+
+
+def success_is_one_statement() -> bool:
+    """Whether record_success is a single statement here (PostgreSQL), so that it is atomic
+    without a transaction around it."""
+    return connection.vendor == "postgresql"
 
 
 def _record_success_in_one_statement(step_run, now, log, output, successors, claim):
@@ -242,6 +248,21 @@ def finish_steps(run_id: int, count: int, now):
     finished, total = count_finished(run_id, count)
     if finished >= total:
         close_run(run_id, now)
+
+
+def close_finished_runs(now) -> list[int]:
+    """Close the runs still marked running whose steps have all finished: a success recorded
+    on its own (a chain, PostgreSQL) whose worker died before it closed the run. Returns
+    their ids. Each is re-read under its lock, so a worker closing it meanwhile wins."""
+    closed = []
+    for run_id in Run.objects.filter(status=Status.RUNNING, steps_finished__gte=models.F("steps_total"),
+                                     steps_total__gt=0).values_list("pk", flat=True)[:100]:
+        with transaction.atomic():
+            run = lock_run(run_id)
+            if run.status == Status.RUNNING and run.steps_finished >= run.steps_total:
+                close_run(run_id, now)
+                closed.append(run_id)
+    return closed
 
 
 def close_run(run_id: int, now):

@@ -57,3 +57,9 @@ def rescue_lost_steps() -> list[int]:
                     "queued again" if ready else "failed, or taken care of elsewhere")
         rescued.extend(ready)
     return rescued
+
+
+def close_finished_runs():
+    """Close runs whose steps all finished but whose worker died before it closed them."""
+    for run_id in statements.close_finished_runs(timezone.now()):
+        log.warning("run %s had finished all its steps but was not closed (its worker died); closed now", run_id)

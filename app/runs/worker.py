@@ -54,6 +54,7 @@ class Job:
 
 def watchdog_work():
     tasks.enqueue(watchdog.rescue_lost_steps())
+    watchdog.close_finished_runs()
     tasks.enqueue(tasks.stranded_steps())
     WorkerHeartbeat.objects.filter(last_seen__lt=timezone.now() - FORGET_AFTER).delete()
 
