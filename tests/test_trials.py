@@ -94,7 +94,11 @@ def test_a_shadow_never_changes_an_answer_and_its_answers_are_logged(two, operat
             message="the 200 shadow answers in the log",
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{shadow_state()}") from None
+        order = [a["id"] for a in answers]
+        paired = {str(p) for p in Prediction.objects.filter(role=Role.SHADOW).values_list("pair", flat=True)}
+        missing = [i for i, uid in enumerate(order) if uid not in paired]
+        raise AssertionError(f"{exc}\n{shadow_state()}\nrequests without a shadow row (by order): {missing}; "
+                             f"rows written by the log: {predlog.prediction_log.written}") from None
     assert {str(r.pair) for r in shadows} == live_uids
     assert {(r.version_id, r.status, r.agreement) for r in shadows} == {(v2.pk, 200, 0.0)}
     assert Prediction.objects.filter(role=Role.LIVE, version=v1, status=200).count() == 200
