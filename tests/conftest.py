@@ -84,8 +84,10 @@ def served(answer: dict) -> dict:
 def fresh_prediction_log():
     """Each test starts with an empty prediction log buffer: a record an earlier test left (its
     database gone, its write refused) must not be written into this test's database."""
-    if not serving.shadow.wait_idle():
-        serving.shadow.reset()  # an earlier test's copy still not answered: a fresh thread and queue
+    # A fresh shadow thread, with this test's settings (SHADOW_QUEUE); an earlier test's copy
+    # still not answered is left behind with its thread.
+    serving.shadow.wait_idle()
+    serving.shadow.reset()
     serving.shadow.dropped = 0
     prediction_log.buffer.clear()
     prediction_log.dropped = 0

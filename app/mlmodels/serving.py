@@ -255,13 +255,15 @@ class Shadow:
         self.lock = threading.Lock()
 
     def submit(self, name, live, instances, predictions, uid, token_name, sampled):
+        own = None
         try:
-            self._ensure_thread().put_nowait((name, live, instances, predictions, uid, token_name, sampled))
+            own = self._ensure_thread()
+            own.put_nowait((name, live, instances, predictions, uid, token_name, sampled))
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("the shadow of %s dropped %d copies: its queue (SHADOW_QUEUE=%d) is full",
-                            name, self.dropped, settings.SHADOW_QUEUE)
+                            name, self.dropped, own.maxsize)
             if time.monotonic() - self.progress_at > self.STUCK_SECONDS:
                 log.error("the shadow thread answered nothing for %.0f s; a new one takes over",
                           time.monotonic() - self.progress_at)
@@ -270,10 +272,16 @@ class Shadow:
             log.exception("the shadow copy of a request to %s could not be queued", name)
 
     def reset(self):
-        """Leave the current thread and its queue behind (a daemon: it ends with the process);
-        the next copy starts a new one."""
+        """Leave the current thread and its queue behind; the next copy starts a new one. An
+        idle thread ends at once, closing its database connection; a stuck one ends when it
+        gets to the end of its queue (a daemon: at the latest with the process)."""
         with self.lock:
-            self.thread, self.queue, self.progress_at = None, None, time.monotonic()
+            old, self.thread, self.queue, self.progress_at = self.queue, None, None, time.monotonic()
+        if old is not None:
+            try:
+                old.put_nowait(None)
+            except queue.Full:
+                pass
 
     def _ensure_thread(self) -> queue.Queue:
         """The queue of this process's live shadow thread (started if there is none). Read
@@ -292,6 +300,10 @@ class Shadow:
         # After a reset, this thread finishes with its own queue.
         while True:
             job = own.get()
+            if job is None:  # left behind (reset)
+                own.task_done()
+                connection.close()
+                return
             try:
                 self.run(*job)
             except Exception:  # noqa: BLE001 — one bad copy must not stop the shadow
