@@ -109,7 +109,15 @@ class Postgres:
             time.sleep(0.1)
 
     def stop(self):
+        # The postmaster itself, by the PID it wrote: as root it runs under runuser, which
+        # does not always pass the signal on, and a cluster left running outlives the run.
+        try:
+            postmaster = int((self.dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            postmaster = None
         stop_process(self.process, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        if postmaster is not None:
+            stop_pid(postmaster, signal.SIGINT)
 
 
 class Redis:
@@ -147,6 +155,20 @@ def stop_process(process, sig):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def stop_pid(pid: int, sig):
+    """Signal a process that is not our child, and wait (polling) until it is gone; SIGKILL
+    after 20 s."""
+    deadline = time.monotonic() + 20
+    try:
+        os.kill(pid, sig)
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @contextlib.contextmanager
