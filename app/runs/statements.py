@@ -107,7 +107,8 @@ def _claim_in_steps(step_run_id, now, worker):
 
 def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None) -> tuple | None:
     """running → succeeded for this attempt, counted on the run, and each successor told one
-    more upstream is done (see upstream_done); call inside a transaction. Returns
+    more upstream is done (see upstream_done); call inside a transaction, unless
+    `success_is_one_statement()` (then it is atomic by itself). Returns
     (finished, total, [(id, queue) queued], claimed), or None if the attempt no longer owns
     the step. `output`: (output_path, output_inline), as app.artifacts.save_output returns them.
 
