@@ -23,16 +23,15 @@ SQL queries). Measures only: nothing here asserts.
 import argparse
 import datetime
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.site import operator, run_in_temporary_site  # noqa: E402
 
 
 def main():
@@ -43,21 +42,10 @@ def main():
     parser.add_argument("--per-second", type=int, default=100, help="requests a second per model in the tail")
     parser.add_argument("--tail-seconds", type=int, default=120, help="seconds of log not rolled up yet")
     args = parser.parse_args()
-    data_dir = tempfile.mkdtemp(prefix="mlops-bench-card-")
-    os.environ.update(DATA_DIR=data_dir, SECRET_KEY="bench", DJANGO_SETTINGS_MODULE="app.settings",
-                      ALLOWED_HOSTS="testserver", DEBUG="0", HTTPS="0")
-    try:
-        bench(args)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    run_in_temporary_site("mlops-bench-card-", bench, args, DEBUG="0", HTTPS="0")
 
 
 def bench(args):
-    import django
-
-    django.setup()
-    from django.contrib.auth.models import Group, User
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client, override_settings
     from django.test.utils import CaptureQueriesContext
@@ -68,11 +56,8 @@ def bench(args):
     from app.models import Deployment, ModelVersion, Prediction, PredictionMinute, RegisteredModel, Role
     from app.web import health_card
 
-    call_command("migrate", verbosity=0)
-    user = User.objects.create_user("op")
-    user.groups.add(Group.objects.get(name="operators"))
     client = Client()
-    client.force_login(user)
+    client.force_login(operator())
     now = timezone.now()
     live = []
     for i in range(args.models):

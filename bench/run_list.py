@@ -8,15 +8,14 @@ filter deep in the pages, and an htmx poll. Prints one JSON line per request kin
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.site import operator, run_in_temporary_site  # noqa: E402
 
 
 def main():
@@ -24,21 +23,10 @@ def main():
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    data_dir = tempfile.mkdtemp(prefix="mlops-bench-runlist-")
-    os.environ.update(DATA_DIR=data_dir, SECRET_KEY="bench", DJANGO_SETTINGS_MODULE="app.settings",
-                      ALLOWED_HOSTS="testserver")
-    try:
-        bench(args)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    run_in_temporary_site("mlops-bench-runlist-", bench, args, DEBUG="0", HTTPS="0")
 
 
 def bench(args):
-    import django
-
-    django.setup()
-    from django.contrib.auth.models import Group, User
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -46,9 +34,7 @@ def bench(args):
     from app.models import Run, Status, StepRun
     from app.runs import engine
 
-    call_command("migrate", verbosity=0)
-    user = User.objects.create_user("op")
-    user.groups.add(Group.objects.get(name="operators"))
+    user = operator()
     template, _ready = engine.start_run("fanout_demo", {})
     statuses = [Status.SUCCEEDED] * 8 + [Status.FAILED, Status.CANCELLED]
     started = time.perf_counter()

@@ -572,3 +572,31 @@ def test_a_run_whose_pipeline_code_changed_fails_inline_saying_so(define):
     # The loaded code never started a run, so nothing says it is newer: the process is told to restart.
     assert "runs older code of pipeline 't_changing' than this run" in step_run.error
     assert step_run.error.endswith("and no worker with the run's code took the step: restart the worker")
+
+
+@pytest.mark.django_db
+def test_a_run_left_unclosed_is_closed_and_announced_once_whoever_gets_there_first():
+    """A worker and the watchdog may both find a run with every step finished and not closed
+    (a chain's success recorded on its own, PostgreSQL): one closes it, the other finds it
+    closed; `run_finished` (a retrain's deploy decision hangs on it) is sent once."""
+    from django.utils import timezone
+
+    from app.runs import statements
+    from app.runs.signals import run_finished
+
+    run = engine.run_inline(*engine.start_run("fanout_demo", {"rows": "5"}))
+    Run.objects.filter(pk=run.pk).update(status=Status.RUNNING, finished_at=None)
+    announced = []
+
+    def listen(sender, run_id, status, **kwargs):
+        announced.append((run_id, status))
+
+    run_finished.connect(listen)
+    try:
+        assert statements.close_if_finished(run.pk, timezone.now()) is True
+        assert statements.close_if_finished(run.pk, timezone.now()) is False
+        assert statements.close_finished_runs(timezone.now()) == []
+    finally:
+        run_finished.disconnect(listen)
+    assert announced == [(run.pk, Status.SUCCEEDED)]
+    assert Run.objects.get(pk=run.pk).status == Status.SUCCEEDED

@@ -526,8 +526,9 @@ def _record_success(step_run: StepRun, log_text: str, output: tuple, claim_next:
     # Where a success is one statement (PostgreSQL), atomic by itself, a task going down a
     # chain sends it without BEGIN and COMMIT: two round trips fewer per step. Should it have
     # finished the run after all (its other successors failed already), the run is closed in
-    # a transaction of its own right after; a worker dying in between leaves that to the
-    # watchdog (statements.close_finished_runs).
+    # a transaction of its own right after, under its lock (the watchdog may be closing it at
+    # that moment); a worker dying in between leaves it to the watchdog
+    # (statements.close_finished_runs).
     alone = claim is not None and statements.success_is_one_statement()
     with contextlib.nullcontext() if alone else transaction.atomic():
         # Marked succeeded, counted on the run (the last one to finish closes it), and each
@@ -539,8 +540,10 @@ def _record_success(step_run: StepRun, log_text: str, output: tuple, claim_next:
             return Ready()
         finished, total, queued, claimed = recorded
         if finished >= total:
-            with transaction.atomic(savepoint=False):
-                statements.close_run(run_id, now)
+            if alone:
+                statements.close_if_finished(run_id, now)
+            else:
+                statements.close_run(run_id, now)  # the run row is locked by the success already
     if claimed is not None:
         run = step_run.run
         pk, step_name, attempt = claimed

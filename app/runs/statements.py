@@ -254,16 +254,22 @@ def finish_steps(run_id: int, count: int, now):
 def close_finished_runs(now) -> list[int]:
     """Close the runs still marked running whose steps have all finished: a success recorded
     on its own (a chain, PostgreSQL) whose worker died before it closed the run. Returns
-    their ids. Each is re-read under its lock, so a worker closing it meanwhile wins."""
-    closed = []
-    for run_id in Run.objects.filter(status=Status.RUNNING, steps_finished__gte=models.F("steps_total"),
-                                     steps_total__gt=0).values_list("pk", flat=True)[:100]:
-        with transaction.atomic():
-            run = lock_run(run_id)
-            if run.status == Status.RUNNING and run.steps_finished >= run.steps_total:
-                close_run(run_id, now)
-                closed.append(run_id)
-    return closed
+    their ids."""
+    unclosed = Run.objects.filter(status=Status.RUNNING, steps_finished__gte=models.F("steps_total"),
+                                  steps_total__gt=0).values_list("pk", flat=True)[:100]
+    return [run_id for run_id in unclosed if close_if_finished(run_id, now)]
+
+
+def close_if_finished(run_id: int, now) -> bool:
+    """Close the run if it is still running with all its steps finished, re-read under its
+    lock in a transaction of its own: of a worker and a watchdog closing it at the same
+    moment, one does (and announces it), the other finds it closed."""
+    with transaction.atomic():
+        run = lock_run(run_id)
+        if run.status != Status.RUNNING or run.steps_finished < run.steps_total:
+            return False
+        close_run(run_id, now)
+    return True
 
 
 def close_run(run_id: int, now):
