@@ -600,3 +600,81 @@ def test_a_run_left_unclosed_is_closed_and_announced_once_whoever_gets_there_fir
         run_finished.disconnect(listen)
     assert announced == [(run.pk, Status.SUCCEEDED)]
     assert Run.objects.get(pk=run.pk).status == Status.SUCCEEDED
+
+
+# --- inferred edges and groups (the pipeline API) -------------------------------------------
+
+
+def test_a_step_runs_after_the_steps_its_parameters_name(define):
+    pipe = define("t_inferred")
+
+    @pipe.step()
+    def load(ctx):
+        return [3, 4]
+
+    @pipe.step()
+    def square(ctx, load):
+        return [x * x for x in load]
+
+    @pipe.step()
+    def total(ctx, square, load):
+        return sum(square) + len(load)
+
+    run, ready = engine.start_run("t_inferred")
+    assert names(ready) == {"load"}
+    assert {sr.step_name: sr.upstream_left for sr in StepRun.objects.filter(run=run)} == {
+        "load": 0, "square": 1, "total": 2,
+    }
+    run = engine.run_inline(run, ready)
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(step_runs(run)["total"]) == 27
+
+
+def test_a_group_arrives_as_a_dict_of_its_steps_outputs_in_their_order(define):
+    pipe = define("t_group")
+
+    @pipe.step()
+    def load(ctx):
+        return 10
+
+    def times(factor):  # steps made in a loop: one function each, by a factory
+        def step(ctx, load):
+            return load * factor
+        return step
+
+    for factor in (3, 1, 2):
+        pipe.step(name=f"times_{factor}", group="products")(times(factor))
+
+    @pipe.step()
+    def report(ctx, products):
+        return list(products.items())
+
+    run = engine.run_inline(*engine.start_run("t_group"))
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(step_runs(run)["report"]) == [("times_3", 30), ("times_1", 10), ("times_2", 20)]
+
+
+def test_a_failed_member_of_a_group_stops_the_step_that_takes_the_group(define):
+    pipe = define("t_group_fails")
+
+    @pipe.step(group="parts")
+    def good(ctx):
+        return 1
+
+    @pipe.step(group="parts")
+    def bad(ctx):
+        raise ValueError("no data for this part")
+
+    @pipe.step()
+    def merge(ctx, parts):
+        return parts
+
+    run = engine.run_inline(*engine.start_run("t_group_fails"))
+
+    steps = step_runs(run)
+    assert run.status == Status.FAILED
+    assert (steps["good"].status, steps["bad"].status, steps["merge"].status) == (
+        Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED,
+    )

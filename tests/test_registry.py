@@ -134,27 +134,127 @@ def test_it_reports_a_step_defined_twice():
     assert pipe.steps["load"].func is load.func  # the first definition is kept
 
 
-def test_it_reports_an_input_that_is_not_upstream():
+def test_a_parameter_naming_a_step_is_an_edge_without_after():
     pipe = Pipeline(name="p")
 
     @pipe.step()
     def load(ctx):
         return 1
 
-    @pipe.step(after=[load])
+    @pipe.step()
     def left(ctx, load):
         return 2
 
-    @pipe.step(after=[load])
-    def right(ctx, left):
+    @pipe.step(after=[load])  # order only, and given twice: one edge
+    def right(ctx, left, load):
         return 3
+
+    assert pipe.validate() == []
+    assert set(pipe.graph().edges) == {("load", "left"), ("left", "right"), ("load", "right")}
+    assert pipe.steps["right"].after == ["load"]  # what was written
+    assert [s["after"] for s in pipe.snapshot()["steps"]] == [[], ["load"], ["load", "left"]]
+
+
+def test_a_parameter_naming_nothing_is_reported_with_the_steps_and_groups_there_are():
+    pipe = Pipeline(name="p")
+
+    @pipe.step(group="sources")
+    def load(ctx):
+        return 1
+
+    @pipe.step()
+    def fit(ctx, lod):
+        return 2
 
     [problem] = pipe.validate()
     assert re.fullmatch(
-        r"step 'right' \(tests/test_registry.py:\d+\): asks for the output of 'left', which is not upstream of it: "
-        r"add it to the step's after=, e.g. after=\[left\]",
+        r"step 'fit' \(tests/test_registry.py:\d+\): parameter 'lod' names no step or group of 'p' "
+        r"\(steps: load, fit; groups: sources\); a step's parameters after ctx take upstream outputs, read settings "
+        r"from ctx.params",
         problem,
     )
+
+
+def test_a_cycle_made_by_parameters_is_reported():
+    pipe = Pipeline(name="p")
+
+    @pipe.step()
+    def first(ctx, second):
+        return 1
+
+    @pipe.step()
+    def second(ctx, first):
+        return 2
+
+    assert pipe.validate() == ["its steps form a cycle: first → second → first"]
+
+
+def test_a_parameter_naming_a_group_takes_every_step_of_it():
+    pipe = Pipeline(name="p")
+
+    @pipe.step()
+    def load(ctx):
+        return 1
+
+    for region in ("north", "south", "east"):
+        @pipe.step(name=f"sales_{region}", group="regions")
+        def sales(ctx, load):
+            return load
+
+    @pipe.step()
+    def report(ctx, regions, load):
+        return regions
+
+    assert pipe.validate() == []
+    assert pipe.groups() == {"regions": ["sales_north", "sales_south", "sales_east"]}
+    assert pipe.upstream(pipe.steps["report"]) == ["sales_north", "sales_south", "sales_east", "load"]
+    snapshot = pipe.snapshot()
+    assert snapshot["groups"] == {"regions": ["sales_north", "sales_south", "sales_east"]}
+    assert [s.get("group") for s in snapshot["steps"]] == [None, "regions", "regions", "regions", None]
+
+
+@pytest.mark.parametrize("group, problem", [
+    ("load", "group 'load' has the name of a step: a parameter 'load' could mean either"),
+    ("two words", "step 'fit': group must be a Python identifier, not 'two words'"),
+])
+def test_a_bad_group_name_is_reported(group, problem):
+    pipe = Pipeline(name="p")
+
+    @pipe.step()
+    def load(ctx):
+        return 1
+
+    @pipe.step(group=group)
+    def fit(ctx, load):
+        return 2
+
+    assert pipe.validate() == [problem]
+
+
+def test_a_step_cannot_take_its_own_group():
+    pipe = Pipeline(name="p")
+
+    @pipe.step(group="models")
+    def forest(ctx):
+        return 1
+
+    @pipe.step(group="models")
+    def boosted(ctx, models):
+        return 2
+
+    assert "step 'boosted' takes its own group 'models'" in pipe.validate()
+
+
+def test_a_pipeline_without_groups_keeps_its_snapshot_hash():
+    """Groups enter the snapshot only where used: runs started before they existed keep
+    matching the code that is loaded."""
+    pipe = Pipeline(name="p")
+
+    @pipe.step()
+    def load(ctx):
+        return 1
+
+    assert "groups" not in pipe.snapshot() and "group" not in pipe.snapshot()["steps"][0]
 
 
 def test_it_accepts_an_input_from_further_upstream():
@@ -741,7 +841,7 @@ def definition_problems(source):
             return depth
         """,
         "step 'fit' (pipelines/bad.py:3): parameter 'depth' has a default, but a step's parameters after ctx name "
-        "the upstream steps whose outputs it receives; read settings from ctx.params instead",
+        "the upstream steps (or groups) whose outputs it receives; read settings from ctx.params instead",
     ),
     (
         """
@@ -750,7 +850,7 @@ def definition_problems(source):
             return outputs
         """,
         "step 'report' (pipelines/bad.py:3): takes **outputs; name each upstream step whose output it needs as a "
-        "parameter",
+        "parameter, or put them in a group (@<pipeline>.step(group=...)) and name the group",
     ),
     (
         """

@@ -50,7 +50,9 @@ def pipeline_out(pipe, set_names, paused) -> dict:
         "description": pipe.description,
         "params": [spec.as_dict() for spec in pipe.param_specs],
         "steps": [
-            {"name": s["name"], "upstream": sorted(set(s["after"]) | set(s["inputs"])), "queue": s["queue"] or DEFAULT_QUEUE}
+            # Inputs are upstream too in snapshots older than inferred edges; a group is not a step.
+            {"name": s["name"], "upstream": sorted(set(s["after"]) | set(s["inputs"]) - set(pipe.groups())),
+             "queue": s["queue"] or DEFAULT_QUEUE}
             for s in pipe.snapshot()["steps"]
         ],
         "parameter_sets": set_names.get(pipe.name, []),

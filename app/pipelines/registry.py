@@ -11,8 +11,14 @@ API (pipeline modules import it through `app.pipelines`).
     @train.step()
     def load(ctx): ...
 
-    @train.step(after=[load])
-    def fit(ctx, load): ...          # upstream outputs arrive by parameter name
+    @train.step()
+    def fit(ctx, load): ...          # a parameter naming a step is an edge: its output arrives
+
+    @train.step(group="models")      # steps of a group …
+    def forest(ctx, fit): ...
+
+    @train.step(after=[forest])      # after=: order only, no output passed
+    def report(ctx, models): ...     # … arrive together: {"forest": …, …} by step name
 
 This module has no Django imports: pipeline modules import only the pipeline API and their
 own libraries. Definitions are collected here and checked by `validate()`; the Django side
@@ -81,6 +87,7 @@ class Step:
     isolation: str = "process"
     timeout: float | None = None
     queue: str = DEFAULT_QUEUE
+    group: str | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -134,9 +141,12 @@ class Pipeline:
     _snapshot_steps: int = field(default=0, repr=False, compare=False)
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
-             queue=None):
-        """Decorator adding a step. `after` lists the steps (functions or names) it waits for;
-        the function's parameters after `ctx` name the upstream steps whose outputs it gets.
+             queue=None, group=None):
+        """Decorator adding a step. The function's parameters after `ctx` name what it takes:
+        a step (its output arrives, and the step runs after it) or a group (a dict of the
+        outputs of the group's steps, by step name, in the order they were defined). `after`
+        lists further steps (functions or names) it waits for without taking their output.
+        `group`: the group this step belongs to (a name that is not a step's).
 
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
@@ -147,7 +157,7 @@ class Pipeline:
         `@p.step` without parentheses works too."""
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
-                             timeout=timeout, isolation=isolation, queue=queue)(after)
+                             timeout=timeout, isolation=isolation, queue=queue, group=group)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -205,10 +215,15 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
             if queue is not None and not valid_queue(queue):
                 self.problems.append(f"step {step_name!r}: {QUEUE_RULE}, not {queue!r}")
-            inputs = [p.name for p in parameters[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if group is not None and not (isinstance(group, str) and group.isidentifier()):
+                self.problems.append(f"step {step_name!r}: group must be a Python identifier, not {group!r}")
+            inputs = [
+                p.name for p in parameters[1:]
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.default is p.empty  # reported above
+            ]
             step = Step(
                 self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
-                isolation or self.isolation, timeout, queue or self.queue,
+                isolation or self.isolation, timeout, queue or self.queue, group,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -230,35 +245,49 @@ class Pipeline:
             problems.append(str(exc))
         if not self.steps:
             problems.append("it has no steps")
+        groups = self.groups()
+        for group in [g for g in groups if g in self.steps]:
+            problems.append(f"group {group!r} has the name of a step: a parameter {group!r} could mean either")
+            del groups[group]
         for step in self.steps.values():
             for dep in step.after:
                 if dep not in self.steps:
                     problems.append(f"step {step.name!r}: depends on unknown step {dep!r}")
+            for wanted in step.inputs:
+                if wanted not in self.steps and wanted not in groups:
+                    problems.append(
+                        f"step {step.name!r} ({step.where}): parameter {wanted!r} names no step or group of "
+                        f"{self.name!r} (steps: {', '.join(self.steps)}{'; groups: ' + ', '.join(groups) if groups else ''}); "
+                        "a step's parameters after ctx take upstream outputs, read settings from ctx.params"
+                    )
+                elif wanted in groups and step.name in groups[wanted]:
+                    problems.append(f"step {step.name!r} takes its own group {wanted!r}")
         if problems:
             return problems
-        graph = self.graph()
-        cycle = dag.find_cycle(graph)
+        cycle = dag.find_cycle(self.graph())
         if cycle:
             problems.append("its steps form a cycle: " + " → ".join(cycle + [cycle[0]]))
-            return problems
-        for step in self.steps.values():
-            upstream = nx.ancestors(graph, step.name)
-            for wanted in step.inputs:
-                if wanted in upstream:
-                    continue
-                if wanted in self.steps:
-                    problems.append(
-                        f"step {step.name!r} ({step.where}): asks for the output of {wanted!r}, which is not upstream "
-                        f"of it: add it to the step's after=, e.g. after=[{wanted}]"
-                    )
-                else:
-                    problems.append(
-                        f"step {step.name!r}: asks for input {wanted!r}, which is not a step upstream of it"
-                    )
         return problems
 
+    def groups(self) -> dict[str, list[str]]:
+        """The steps of each group, in the order they were defined."""
+        found = {}
+        for step in self.steps.values():
+            if step.group is not None:
+                found.setdefault(step.group, []).append(step.name)
+        return found
+
+    def upstream(self, step: Step) -> list[str]:
+        """The steps `step` runs after: its `after=`, then what its parameters name (a step,
+        or each step of a group), each once."""
+        groups = self.groups()
+        found = dict.fromkeys(step.after)
+        for wanted in step.inputs:
+            found.update(dict.fromkeys(groups.get(wanted, [wanted] if wanted in self.steps else [])))
+        return list(found)
+
     def graph(self) -> nx.DiGraph:
-        return dag.build(self.steps.keys(), ((dep, s.name) for s in self.steps.values() for dep in s.after))
+        return dag.build(self.steps.keys(), ((dep, s.name) for s in self.steps.values() for dep in self.upstream(s)))
 
     def snapshot(self) -> dict:
         """The JSON description of this DAG kept with every run: steps in topological order,
@@ -278,7 +307,7 @@ class Pipeline:
                 "name": s.name,
                 "doc": s.doc,
                 "source": s.source,
-                "after": list(s.after),
+                "after": self.upstream(s),
                 "inputs": list(s.inputs),
                 "retries": s.retries,
                 "retry_delay": s.retry_delay,
@@ -286,6 +315,8 @@ class Pipeline:
                 "isolation": s.isolation,
                 "timeout": s.timeout,
                 "queue": s.queue,
+                # Only when used, so the hash of a pipeline that has none stays what it was.
+                **({"group": s.group} if s.group else {}),
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -297,6 +328,7 @@ class Pipeline:
             "steps": steps,
             "edges": [list(e) for e in graph.edges],
             "params": [spec.as_dict() for spec in self.param_specs],
+            **({"groups": self.groups()} if self.groups() else {}),
         }
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         body["source_hash"] = digest
@@ -326,6 +358,14 @@ class Pipeline:
         if errors:
             raise ParamError(errors)
         return result
+
+    def run_local(self, params: dict | None = None, **options):
+        """Run this pipeline in this process without the database or a worker, for tests:
+        see app.pipelines.local.run_local. Returns a LocalRun (outputs, logs, metrics,
+        tables, models by name)."""
+        from app.pipelines.local import run_local
+
+        return run_local(self, params, **options)
 
     def make_params(self, values: dict):
         """The Params object a step sees as `ctx.params`, from a stored parameter dict."""
@@ -359,12 +399,13 @@ def _function_problems(step_name, where, func, parameters) -> list[str]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             problems.append(
                 f"{label}: takes {'*' if parameter.kind == parameter.VAR_POSITIONAL else '**'}{parameter.name}; "
-                "name each upstream step whose output it needs as a parameter"
+                "name each upstream step whose output it needs as a parameter, or put them in a group "
+                "(@<pipeline>.step(group=...)) and name the group"
             )
         elif parameter.default is not parameter.empty:
             problems.append(
                 f"{label}: parameter {parameter.name!r} has a default, but a step's parameters after ctx name the "
-                "upstream steps whose outputs it receives; read settings from ctx.params instead"
+                "upstream steps (or groups) whose outputs it receives; read settings from ctx.params instead"
             )
     return problems
 

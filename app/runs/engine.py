@@ -488,17 +488,23 @@ def _prepare(step_run: StepRun):
     loaded = pipe.snapshot()["source_hash"]
     if loaded != run.snapshot.source_hash:
         raise OtherCode(loaded)
+    groups = pipe.groups()
+    wanted = [name for want in step.inputs for name in groups.get(want, [want])]
     inputs = {}
-    if step.inputs:
+    if wanted:
         saved = {
             name: (path, inline) for name, path, inline in
-            StepRun.objects.filter(run=run, step_name__in=step.inputs).values_list("step_name", "output_path", "output_inline")
+            StepRun.objects.filter(run=run, step_name__in=wanted).values_list("step_name", "output_path", "output_inline")
         }
-        for name in step.inputs:
+
+        def output(name):
             path, inline = saved[name]
             # A step marked succeeded by hand (app.runs.actions.mark_step) produced nothing:
             # what takes its output receives None, as the confirmation page said.
-            inputs[name] = artifacts.load_output(path, inline) if path or inline is not None else None
+            return artifacts.load_output(path, inline) if path or inline is not None else None
+
+        for want in step.inputs:
+            inputs[want] = {name: output(name) for name in groups[want]} if want in groups else output(want)
     params = pipe.make_params(run.params)
     return step.func, inputs, params
 
