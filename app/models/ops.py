@@ -29,6 +29,7 @@ class Schedule(models.Model):
         help_text="A parameter that receives the slot (a date parameter its date, a text parameter its time)",
     )
     overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.SKIP)
+    tags = models.JSONField(default=list, blank=True, help_text="Tags the runs it starts get")
     enabled = models.BooleanField(default=True)
     # The latest slot handled (started, skipped or waiting); slots after it are due.
     last_slot = models.DateTimeField(null=True, blank=True)

@@ -59,10 +59,14 @@ class Status(models.TextChoices):
     FAILED = "failed", "failed"
     UPSTREAM_FAILED = "upstream_failed", "upstream failed"
     CANCELLED = "cancelled", "cancelled"
+    # A step whose condition said no (or whose upstream was skipped): not a failure.
+    SKIPPED = "skipped", "skipped"
+    # A step that holds no worker while others do its work: a map's items, a child run.
+    AWAITING = "awaiting", "in progress"
 
 
-UNFINISHED = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
-FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
+UNFINISHED = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING, Status.AWAITING)
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED, Status.SKIPPED)
 # What a run (not a step) can be: waiting, retrying and upstream failed are steps' only.
 RUN_STATUSES = (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -94,6 +98,14 @@ class Run(Timed, models.Model):
     # Kept in step with StepRun rows in the same transaction, so list pages and polls read
     # progress from the run row alone.
     steps_finished = models.PositiveIntegerField(default=0)
+    # An operator's note on the run (editable on its page) and whether cached step outputs
+    # may be reused (app.runs.cache): a run started with "ignore cache" runs every step.
+    note = models.TextField(blank=True, max_length=2000)
+    ignore_cache = models.BooleanField(default=False)
+    # A child run started by a step of another run (a sub-pipeline): that step run.
+    parent_step = models.ForeignKey(
+        "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -111,6 +123,7 @@ class Run(Timed, models.Model):
             # index, NULL for nearly every run, make it scan the table instead)
             models.Index(fields=["rerun_of"], condition=models.Q(rerun_of__isnull=False), name="run_rerun_of_idx"),
             models.Index(fields=["retry_of"], condition=models.Q(retry_of__isnull=False), name="run_retry_of_idx"),
+            models.Index(fields=["parent_step"], condition=models.Q(parent_step__isnull=False), name="run_parent_step_idx"),
         ]
 
     def __str__(self):
@@ -168,11 +181,44 @@ class StepRun(Timed, models.Model):
     )
     marked_reason = models.CharField(max_length=500, blank=True)
     marked_at = models.DateTimeField(null=True, blank=True)
+    # A mapped step (@p.map) is one step run (the node, map_index NULL) whose items are step
+    # runs of their own named "<step>[<index>]", each with its own input, attempts and log.
+    map_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="items")
+    map_index = models.PositiveIntegerField(null=True, blank=True)
+    items_total = models.PositiveIntegerField(default=0)
+    items_left = models.PositiveIntegerField(default=0)
+    items_failed = models.PositiveIntegerField(default=0)
+    # An item's own input (its element of the mapped-over output), saved as outputs are.
+    input_path = models.CharField(max_length=500, blank=True)
+    input_inline = models.BinaryField(null=True, blank=True, editable=False)
+    # How many of its upstream steps were skipped (conditions): it is skipped too, unless it
+    # runs when any upstream succeeded (when_upstream="any").
+    upstream_skipped = models.PositiveIntegerField(default=0)
+    # Caching (app.runs.cache): the key of code and inputs, the hash of the saved output and
+    # the parameters the step read, with their values.
+    cache_key = models.CharField(max_length=64, blank=True)
+    output_hash = models.CharField(max_length=64, blank=True)
+    params_read = OrderedJSONField(null=True, blank=True)
+    # Seconds spent loading inputs and saving outputs (the step's own time is the rest).
+    load_seconds = models.FloatField(null=True, blank=True)
+    save_seconds = models.FloatField(null=True, blank=True)
+    # The concurrency pool the step takes a slot of (@p.step(pool=...)), and what a ready
+    # step waits for when it cannot start yet (a pool slot, a run slot).
+    pool = models.CharField(max_length=50, blank=True)
+    waiting_for = models.CharField(max_length=200, blank=True)
+
+    @property
+    def node_name(self) -> str:
+        """The step's name in the pipeline (an item "score[3]" is of step "score")."""
+        return self.step_name.partition("[")[0]
 
     class Meta:
         ordering = ["run_id", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "step_name"], name="steprun_unique_step")]
         indexes = [
+            models.Index(fields=["map_of", "map_index"], condition=models.Q(map_of__isnull=False), name="steprun_items_idx"),
+            models.Index(fields=["cache_key"], condition=~models.Q(cache_key=""), name="steprun_cache_key_idx"),
+            models.Index(fields=["pool", "status"], condition=~models.Q(pool=""), name="steprun_pool_idx"),
             # the watchdog looking for queued step runs whose task was lost
             models.Index(fields=["status", "queued_at"], name="steprun_status_queued_idx"),
             # the watchdog looking for running step runs whose worker died
@@ -390,3 +436,34 @@ class StoreMarker(models.Model):
 
     def __str__(self):
         return f"{self.store_id} ({self.where})"
+
+
+class RunTag(models.Model):
+    """A tag on a run (from the start form, the API, a schedule or `ctx.tag()`): the run
+    list filters by them."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="runtag_unique_name")]
+        indexes = [models.Index(fields=["name", "run"], name="runtag_name_idx")]
+
+    def __str__(self):
+        return self.name
+
+
+class Pool(models.Model):
+    """A named concurrency pool: at most `size` steps that name it (@p.step(pool=...)) run at
+    once, over all workers. A pool no row names has one slot."""
+
+    name = models.CharField(max_length=50, unique=True)
+    size = models.PositiveIntegerField(default=1)
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.size})"
