@@ -30,6 +30,7 @@ from app.models import (
     ParameterSetRevision,
     PipelineSnapshot,
     PipelineState,
+    Pool,
     Prediction,
     PredictionMinute,
     Preferences,
@@ -38,6 +39,7 @@ from app.models import (
     RegisteredModel,
     ResultTable,
     Run,
+    RunTag,
     Schedule,
     ScheduledSlot,
     StepAttempt,
@@ -100,6 +102,21 @@ class StepRunAdmin(ReadOnlyAdmin):
     search_fields = ["step_name", "=run__id"]
     list_select_related = ["run"]
     inlines = [StepAttemptInline]
+
+
+@admin.register(RunTag)
+class RunTagAdmin(ReadOnlyAdmin):
+    list_display = ["name", "run"]
+    search_fields = ["name", "=run__id"]
+    list_select_related = ["run"]
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    """Concurrency pools: how many steps naming each (@p.step(pool=...)) run at once."""
+
+    list_display = ["name", "size", "description"]
+    search_fields = ["name"]
 
 
 @admin.register(PipelineSnapshot)
