@@ -412,6 +412,8 @@ STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=102
 # A step output whose pickle is at most this big is kept in the database, not as a file
 # (no file to create, or to PUT and GET in an object store); 0: every output is a file.
 STEP_OUTPUT_INLINE_BYTES = env_int("STEP_OUTPUT_INLINE_BYTES", 1024, minimum=0)
+# A mapped step (@p.map) runs one step run per item of a list; at most this many items.
+MAP_MAX_ITEMS = env_int("MAP_MAX_ITEMS", 10_000, minimum=1)
 # The step page previews an output (unpickling it in the web process) only up to this size;
 # a bigger one shows its size and can be downloaded.
 STEP_OUTPUT_PREVIEW_BYTES = env_int("STEP_OUTPUT_PREVIEW_BYTES", 5 * 1024 * 1024, minimum=0)

@@ -88,6 +88,8 @@ class Step:
     timeout: float | None = None
     queue: str = DEFAULT_QUEUE
     group: str | None = None
+    # A mapped step (`@p.map(over=...)`): the upstream step whose output's items it runs once each.
+    map_over: str | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -139,6 +141,40 @@ class Pipeline:
     problems: list[str] = field(default_factory=list)
     _snapshot: dict | None = field(default=None, repr=False, compare=False)
     _snapshot_steps: int = field(default=0, repr=False, compare=False)
+
+    def map(self, over, after=(), **options):
+        """Decorator adding a mapped step: it runs once per item of the output of step `over`
+        (a list, a tuple or a dict), each item a step run of its own (status, log, retries,
+        attempts), created when `over` succeeds; up to MAP_MAX_ITEMS (10,000). The item
+        arrives in the parameter named like `over`; the step's other parameters take
+        upstream outputs as usual. What takes this step's output receives the items' results
+        as a list in the items' order (a dict with the same keys when `over` returned a
+        dict). The step's options are `step()`'s.
+
+            @p.map(over=files)
+            def parse(ctx, files):     # one file per step run
+                ...
+        """
+        if isinstance(over, Step):
+            over_name = over.name
+        elif isinstance(over, str):
+            over_name = over
+        else:
+            over_name = None
+            self.problems.append(f"@{self.name}.map(over={over!r}): over= takes a step or a step's name")
+
+        def decorate(func):
+            step = self.step(after, **options)(func)
+            if isinstance(step, Step):
+                step.map_over = over_name
+                if over_name is not None and over_name not in step.inputs:
+                    self.problems.append(
+                        f"step {step.name!r} ({step.where}): maps over {over_name!r}, so it takes each item as a "
+                        f"parameter named {over_name!r}: def {step.name}(ctx, {over_name}, ...)"
+                    )
+            return step
+
+        return decorate
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
              queue=None, group=None):
@@ -253,6 +289,8 @@ class Pipeline:
             for dep in step.after:
                 if dep not in self.steps:
                     problems.append(f"step {step.name!r}: depends on unknown step {dep!r}")
+            if step.map_over is not None and step.map_over not in self.steps:
+                problems.append(f"step {step.name!r}: maps over unknown step {step.map_over!r}")
             for wanted in step.inputs:
                 if wanted not in self.steps and wanted not in groups:
                     problems.append(
@@ -317,6 +355,7 @@ class Pipeline:
                 "queue": s.queue,
                 # Only when used, so the hash of a pipeline that has none stays what it was.
                 **({"group": s.group} if s.group else {}),
+                **({"map_over": s.map_over} if s.map_over else {}),
             }
             for s in (self.steps[name] for name in order)
         ]

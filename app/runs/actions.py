@@ -17,7 +17,7 @@ from app import artifacts
 from app.models import FINISHED, UNFINISHED, Run, Status, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, registry
-from app.runs import engine, statements
+from app.runs import engine, mapping, statements
 
 RETRYABLE = (Status.FAILED, Status.CANCELLED)
 RERUN_STEP_STATUSES = (Status.FAILED, Status.CANCELLED, Status.UPSTREAM_FAILED)
@@ -41,10 +41,16 @@ def cancel(run: Run, user) -> Run:
             if run.cancel_requested_at:
                 raise ActionRefused(f"Run #{run.pk} is already being cancelled.")
             raise ActionRefused(f"Run #{run.pk} has already finished ({run.get_status_display()}).")
-        stopped = StepRun.objects.filter(
-            run=run, status__in=[Status.PENDING, Status.QUEUED, Status.RETRYING]
-        ).update(status=Status.CANCELLED, finished_at=now, error="not started: the run was cancelled")
+        not_started = dict(status=Status.CANCELLED, finished_at=now, error="not started: the run was cancelled")
+        waiting = [Status.PENDING, Status.QUEUED, Status.RETRYING]
+        stopped = StepRun.objects.filter(run=run, status__in=waiting, map_of__isnull=True).update(**not_started)
         statements.finish_steps(run.pk, stopped, now)
+        # A mapped step's items that have not started never will; the map closes when its
+        # running items have stopped too.
+        for node_id in StepRun.objects.filter(run=run, status=Status.AWAITING).values_list("pk", flat=True):
+            count = StepRun.objects.filter(map_of_id=node_id, status__in=waiting).update(**not_started)
+            if count:
+                mapping.items_stopped(node_id, count, now)
     run.refresh_from_db()
     return run
 
@@ -53,7 +59,7 @@ def retry_plan(run: Run) -> tuple[list[str], list[str]]:
     """(steps that will run again, steps whose saved outputs will be reused) for a retry
     from failure: everything failed, cancelled or skipped, and everything downstream of it."""
     graph = dag.from_snapshot(run.snapshot.graph)
-    statuses = dict(run.step_runs.values_list("step_name", "status"))
+    statuses = dict(run.step_runs.filter(map_of__isnull=True).values_list("step_name", "status"))
     broken = [name for name, status in statuses.items() if status in RERUN_STEP_STATUSES]
     again = set(broken) | dag.downstream(graph, broken)
     order = dag.topological_order(graph)
@@ -78,7 +84,14 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
         )
     again, reused = retry_plan(run)
     first = run.retry_of or run
-    previous = {sr.step_name: sr for sr in run.step_runs.all()}
+    previous = {sr.step_name: sr for sr in run.step_runs.filter(map_of__isnull=True)}
+    # A mapped step whose upstream is reused keeps its items: only the failed ones run again.
+    old_graph = dag.from_snapshot(run.snapshot.graph)
+    kept_maps = {
+        name for name in again
+        if (run.snapshot.step(name) or {}).get("map_over") and previous[name].items_total
+        and all(up in reused for up in old_graph.predecessors(name))
+    }
     graph = dag.from_snapshot(current)
     queues = {step["name"]: step.get("queue") or DEFAULT_QUEUE for step in current["steps"]}
     now = timezone.now()
@@ -113,10 +126,38 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
                     upstream_left=left, queue=queues[name],
                 ))
         StepRun.objects.bulk_create(rows)
+        for name in kept_maps:
+            _keep_items(previous[name], new, now)
         ready_ids = list(
             new.step_runs.filter(status=Status.QUEUED).order_by("position").values_list("pk", flat=True)
         )
     return new, ready_ids
+
+
+def _keep_items(old: StepRun, new: Run, now):
+    """The mapped step `old` of a retried run, in the retry `new`: its items that succeeded
+    are reused, the others queued again with their inputs; the step awaits them."""
+    items = list(old.items.order_by("map_index"))
+    again = [item for item in items if item.status != Status.SUCCEEDED]
+    node = StepRun.objects.get(run=new, step_name=old.step_name)
+    StepRun.objects.filter(pk=node.pk).update(
+        status=Status.AWAITING, attempt=1, queued_at=now, started_at=now, upstream_left=0,
+        items_total=len(items), items_left=len(again), items_failed=0,
+        output_path=old.output_path, output_inline=old.output_inline,
+    )
+    StepRun.objects.bulk_create(
+        [
+            StepRun(
+                run=new, step_name=item.step_name, position=node.position, map_of=node, map_index=item.map_index,
+                queue=node.queue, input_path=item.input_path, input_inline=item.input_inline,
+                **({"status": Status.SUCCEEDED, "output_path": item.output_path, "output_inline": item.output_inline,
+                    "reused_from": item.reused_from or item, "queued_at": now, "started_at": now, "finished_at": now}
+                   if item.status == Status.SUCCEEDED else {"status": Status.QUEUED, "queued_at": now}),
+            )
+            for item in items
+        ],
+        batch_size=500,
+    )
 
 
 def rerun(run: Run, user) -> tuple[Run, list[int]]:
@@ -176,6 +217,11 @@ def mark_refusal(step_run: StepRun, run: Run, outcome: str, now=None) -> str | N
     name = step_run.step_name
     if run.cancel_requested_at:
         return f"Run #{run.pk} was cancelled: its steps cannot be marked by hand. Retry it from failure instead."
+    if mapping.is_item(step_run) or (run.snapshot.step(step_run.node_name) or {}).get("map_over"):
+        return (
+            f"Step {name} is {'an item of ' if mapping.is_item(step_run) else ''}a mapped step: it cannot be marked "
+            "by hand. Retry the run from failure: its failed items run again."
+        )
     if outcome not in MARK_OUTCOMES:
         return f"A step can be marked succeeded or failed, not {outcome!r}."
     if step_run.status in (Status.FAILED, Status.UPSTREAM_FAILED):
@@ -272,7 +318,7 @@ def mark_plan(run: Run, statuses: dict, step: str, outcome: str, has_output: boo
 def plan_for(step_run: StepRun, outcome: str) -> MarkPlan:
     """The plan of marking this step `outcome`, from its run's statuses now (the page)."""
     run = step_run.run
-    statuses = dict(run.step_runs.values_list("step_name", "status"))
+    statuses = dict(run.step_runs.filter(map_of__isnull=True).values_list("step_name", "status"))
     return mark_plan(run, statuses, step_run.step_name, outcome, has_output=_has_output(step_run))
 
 
@@ -305,7 +351,7 @@ def mark_step(step_run: StepRun, outcome: str, reason: str, user, *, expected: t
         if refusal:
             raise ActionRefused(refusal)
         rows = {name: (pk, status, queue) for pk, name, status, queue in
-                StepRun.objects.filter(run_id=run.pk).values_list("pk", "step_name", "status", "queue")}
+                StepRun.objects.filter(run_id=run.pk, map_of__isnull=True).values_list("pk", "step_name", "status", "queue")}
         statuses = {name: status for name, (_pk, status, _queue) in rows.items()}
         plan = mark_plan(run, statuses, current.step_name, outcome, has_output=_has_output(current))
 

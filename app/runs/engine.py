@@ -30,7 +30,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, registry
-from app.runs import capture, logcontext, statements, supervisor
+from app.runs import capture, logcontext, mapping, statements, supervisor
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
 
@@ -114,7 +114,8 @@ class StepContext:
     - `ctx.params`: the run's parameters (an instance of the pipeline's Params class)
     - `ctx.logger`: a logger whose records are stored on the step run
     - `ctx.log_metric(name, value)`: record a number shown on the run page
-    - `ctx.run_id`, `ctx.step_run_id`, `ctx.attempt`, `ctx.pipeline_name`, `ctx.step_name`
+    - `ctx.run_id`, `ctx.step_run_id`, `ctx.attempt`, `ctx.pipeline_name`, `ctx.step_name`,
+      `ctx.map_index` (an item of a mapped step: its index; else None)
     - `ctx.artifacts_dir`: a directory for extra files this step writes
     - `ctx.cancel_requested` / `ctx.check_cancelled()`: stop early when the run is cancelled
     - `ctx.register_model(name, obj, metrics={...})`: save a new version of a model
@@ -129,14 +130,17 @@ class StepContext:
         self.step_run_id = step_run.pk
         self.attempt = step_run.attempt
         self.pipeline_name = step_run.run.pipeline_name
-        self.step_name = step_run.step_name
+        self.step_name = step_run.node_name
+        # An item of a mapped step: its index among the items (None for any other step).
+        self.map_index = int(step_run.step_name[len(self.step_name) + 1:-1]) if step_run.step_name != self.step_name else None
+        self._files_as = step_run.step_name
         self.logger = logging.getLogger(f"pipelines.{self.pipeline_name}.{self.step_name}")
         self._cancelled = False
         self._cancel_checked_at = float("-inf")
 
     @property
     def artifacts_dir(self):
-        return artifacts.step_dir(self.run_id, self.step_name)
+        return artifacts.step_dir(self.run_id, self._files_as)
 
     @property
     def cancel_requested(self) -> bool:
@@ -216,7 +220,7 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
         graph.nodes[step["name"]].update(
             retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
             isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
-            queue=step.get("queue") or DEFAULT_QUEUE,
+            queue=step.get("queue") or DEFAULT_QUEUE, map_over=step.get("map_over"),
         )
     return graph
 
@@ -316,9 +320,11 @@ def execute_step(step_run_id: int, *, supervised: bool = False, claim_next: str 
 
 
 def _run_and_record(step_run: StepRun, supervised: bool, claim_next: str | None = None) -> Ready:
-    step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
+    step = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.node_name]
     in_child = supervised and step["isolation"] == "process"
     try:
+        if step["map_over"] and not mapping.is_item(step_run):
+            return mapping.expand(step_run, step["map_over"])
         if in_child:
             return _execute_in_child(step_run, step, claim_next)
         attempt = _attempt(step_run)
@@ -356,7 +362,7 @@ def hand_over(step_run: StepRun, log_text: str, why: str, *, heartbeat_at=None) 
     (at least STEP_LOST_RETRIES) the step fails, so a step that takes its worker down
     cannot loop. `heartbeat_at` (the watchdog): only if the step was not marked alive since,
     so a worker that comes back to life and a second watchdog cannot both win."""
-    rules = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.step_name]
+    rules = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.node_name]
     allowed = max(rules["retries"], settings.STEP_LOST_RETRIES)
     if step_run.attempt > allowed:
         return fail_attempt(
@@ -432,7 +438,7 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
     if attempt.ended == "succeeded":
-        return _record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
+        return record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
     if attempt.ended == "cancelled":
         return _record_cancelled(step_run, log_text)
     if attempt.ended == "other_code":
@@ -482,29 +488,13 @@ def _prepare(step_run: StepRun):
             raise OtherCode("")  # not loaded here at all: left for a worker that has it
         reason = registry.why_unavailable(run.pipeline_name, module)
         raise RuntimeError(f"pipeline {run.pipeline_name!r} cannot run: {reason}")
-    step = pipe.steps.get(step_run.step_name)
+    step = pipe.steps.get(step_run.node_name)
     if step is None:
-        raise RuntimeError(f"step {step_run.step_name!r} no longer exists in pipeline {pipe.name!r}")
+        raise RuntimeError(f"step {step_run.node_name!r} no longer exists in pipeline {pipe.name!r}")
     loaded = pipe.snapshot()["source_hash"]
     if loaded != run.snapshot.source_hash:
         raise OtherCode(loaded)
-    groups = pipe.groups()
-    wanted = [name for want in step.inputs for name in groups.get(want, [want])]
-    inputs = {}
-    if wanted:
-        saved = {
-            name: (path, inline) for name, path, inline in
-            StepRun.objects.filter(run=run, step_name__in=wanted).values_list("step_name", "output_path", "output_inline")
-        }
-
-        def output(name):
-            path, inline = saved[name]
-            # A step marked succeeded by hand (app.runs.actions.mark_step) produced nothing:
-            # what takes its output receives None, as the confirmation page said.
-            return artifacts.load_output(path, inline) if path or inline is not None else None
-
-        for want in step.inputs:
-            inputs[want] = {name: output(name) for name in groups[want]} if want in groups else output(want)
+    inputs = mapping.load_inputs(step_run, pipe, step)
     params = pipe.make_params(run.params)
     return step.func, inputs, params
 
@@ -522,7 +512,9 @@ def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") 
 # attempt that replaced it.
 
 
-def _record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: str | None = None) -> Ready:
+def record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: str | None = None) -> Ready:
+    if mapping.is_item(step_run):
+        return mapping.record_item_success(step_run, log_text, output)
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
@@ -561,7 +553,7 @@ def _record_success(step_run: StepRun, log_text: str, output: tuple, claim_next:
 def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) -> Ready:
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
-    step = graph.nodes[step_run.step_name]
+    step = graph.nodes[step_run.node_name]
     now = timezone.now()
     this_attempt = StepRun.objects.filter(pk=step_run.pk, status=Status.RUNNING, attempt=step_run.attempt)
     with transaction.atomic():
@@ -585,15 +577,23 @@ def _record_failure(step_run: StepRun, log_text: str, error: str, trace: str) ->
             return Ready(later=[(step_run.pk, delay)]) if delay else Ready([step_run.pk])
         if not this_attempt.update(status=Status.FAILED, finished_at=now, log=log_text, error=error, traceback=trace):
             return Ready()
-        # Locked before the statement that skips what is below, as the run's other
-        # bookkeeping does (success, mark by hand): a step re-opened by hand meanwhile is seen.
-        statements.lock_run(run_id)
-        below = dag.downstream(graph, [step_run.step_name])
-        skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
-            status=Status.UPSTREAM_FAILED, finished_at=now
-        )
-        statements.finish_steps(run_id, 1 + skipped, now)
+        if mapping.is_item(step_run):
+            return mapping.item_finished(step_run, now, failed=True)
+        fail_below(run_id, graph, step_run.step_name, now)
     return Ready()
+
+
+def fail_below(run_id: int, graph, step_name: str, now):
+    """`step_name` failed for good (its row is updated already): what waits below it is
+    upstream failed, and all of them count as finished. Inside a transaction."""
+    # Locked before the statement that skips what is below, as the run's other
+    # bookkeeping does (success, mark by hand): a step re-opened by hand meanwhile is seen.
+    statements.lock_run(run_id)
+    below = dag.downstream(graph, [step_name])
+    skipped = StepRun.objects.filter(run_id=run_id, step_name__in=below, status=Status.PENDING).update(
+        status=Status.UPSTREAM_FAILED, finished_at=now
+    )
+    statements.finish_steps(run_id, 1 + skipped, now)
 
 
 def _wait_for_the_runs_code(step_run: StepRun, other: OtherCode, log_text: str) -> Ready:
@@ -629,7 +629,15 @@ def _record_cancelled(step_run: StepRun, log_text: str) -> Ready:
         )
         if not updated:
             return Ready()
-        statements.finish_steps(step_run.run_id, 1, now)
+        return stopped(step_run, now)
+
+
+def stopped(step_run: StepRun, now) -> Ready:
+    """A running step run was just marked cancelled (its row is updated already): count it
+    as finished, on its run, or for an item on its map. Inside a transaction."""
+    if mapping.is_item(step_run):
+        return mapping.item_finished(step_run, now, failed=True)
+    statements.finish_steps(step_run.run_id, 1, now)
     return Ready()
 
 

@@ -45,7 +45,7 @@ def rescue_lost_steps() -> list[int]:
             with transaction.atomic():
                 # The run was being cancelled anyway: the lost step counts as stopped.
                 if this_attempt.update(status=Status.CANCELLED, finished_at=now, error="stopped: its worker died"):
-                    statements.finish_steps(step_run.run_id, 1, now)
+                    engine.stopped(step_run, now)
             continue
         # What the lost attempt printed, as far as it got (its log file survives the worker).
         log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt))

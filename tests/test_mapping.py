@@ -1,0 +1,204 @@
+"""Mapped steps (app/runs/mapping.py): `@p.map(over=...)` runs one step run per item of an
+upstream output, through the engine (run_inline) and a real worker."""
+
+import pytest
+
+from app import artifacts
+from app.models import Run, Status, StepRun
+from app.runs import actions, engine
+
+pytestmark = pytest.mark.django_db
+
+
+def output_of(step_run):
+    return artifacts.load_output(step_run.output_path, step_run.output_inline)
+
+
+def squares(define, name="t_map", fail=None):
+    fail = fail if fail is not None else set()
+    pipe = define(name)
+
+    @pipe.step()
+    def numbers(ctx):
+        return list(range(1, ctx.params.n + 1)) if hasattr(ctx.params, "n") else [1, 2, 3, 4]
+
+    @pipe.map(over=numbers, retries=1)
+    def square(ctx, numbers):
+        ctx.logger.info("item %s: %s", ctx.map_index, numbers)
+        if numbers in fail:
+            raise ValueError(f"no square for {numbers}")
+        return numbers * numbers
+
+    @pipe.step()
+    def total(ctx, square, numbers):
+        return {"squares": square, "sum": sum(square), "count": len(numbers)}
+
+    return pipe
+
+
+def test_each_item_is_a_step_run_and_the_results_arrive_in_order(define):
+    squares(define)
+
+    run = engine.run_inline(*engine.start_run("t_map"))
+
+    assert run.status == Status.SUCCEEDED
+    assert (run.steps_total, run.steps_finished) == (3, 3)
+    node = StepRun.objects.get(run=run, step_name="square")
+    assert (node.status, node.items_total, node.items_left, node.items_failed) == (Status.SUCCEEDED, 4, 0, 0)
+    items = list(node.items.order_by("map_index"))
+    assert [(i.step_name, i.status, i.attempt, output_of(i)) for i in items] == [
+        ("square[0]", Status.SUCCEEDED, 1, 1), ("square[1]", Status.SUCCEEDED, 1, 4),
+        ("square[2]", Status.SUCCEEDED, 1, 9), ("square[3]", Status.SUCCEEDED, 1, 16),
+    ]
+    assert "item 2: 3" in items[2].log
+    assert output_of(StepRun.objects.get(run=run, step_name="total")) == {"squares": [1, 4, 9, 16], "sum": 30, "count": 4}
+
+
+def test_a_dict_is_mapped_by_value_and_arrives_with_its_keys(define):
+    pipe = define("t_map_dict")
+
+    @pipe.step()
+    def regions(ctx):
+        return {"north": [1, 2], "south": [5], "east": []}
+
+    @pipe.map(over=regions)
+    def sales(ctx, regions):
+        return sum(regions)
+
+    @pipe.step()
+    def report(ctx, sales):
+        return sales
+
+    run = engine.run_inline(*engine.start_run("t_map_dict"))
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(StepRun.objects.get(run=run, step_name="report")) == {"north": 3, "south": 5, "east": 0}
+
+
+def test_an_empty_list_maps_to_an_empty_list(define):
+    pipe = define("t_map_empty")
+
+    @pipe.step()
+    def nothing(ctx):
+        return []
+
+    @pipe.map(over=nothing)
+    def each(ctx, nothing):
+        raise AssertionError("never called")
+
+    @pipe.step()
+    def after(ctx, each):
+        return ("got", each)
+
+    run = engine.run_inline(*engine.start_run("t_map_empty"))
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(StepRun.objects.get(run=run, step_name="after")) == ("got", [])
+    assert not StepRun.objects.filter(run=run, map_of__isnull=False).exists()
+
+
+def test_a_failed_item_fails_the_map_after_its_retries_and_the_others_still_run(define):
+    squares(define, fail={2, 4})
+
+    run = engine.run_inline(*engine.start_run("t_map"))
+
+    assert run.status == Status.FAILED
+    node = StepRun.objects.get(run=run, step_name="square")
+    assert (node.status, node.items_failed) == (Status.FAILED, 2)
+    assert node.error == "2 of 4 items failed: square[1], square[3]"
+    statuses = dict(node.items.values_list("step_name", "status"))
+    assert statuses == {"square[0]": Status.SUCCEEDED, "square[1]": Status.FAILED, "square[2]": Status.SUCCEEDED,
+                        "square[3]": Status.FAILED}
+    failed = node.items.get(step_name="square[1]")
+    assert (failed.attempt, failed.attempts.count(), failed.error) == (2, 1, "ValueError: no square for 2")
+    assert StepRun.objects.get(run=run, step_name="total").status == Status.UPSTREAM_FAILED
+    assert (run.steps_finished, run.steps_total) == (3, 3)
+
+
+def test_retry_from_failure_runs_only_the_failed_items_again(define):
+    failing = {2, 4}
+    squares(define, fail=failing)
+    failed = engine.run_inline(*engine.start_run("t_map"))
+    failing.clear()  # the fix
+
+    retry, ready = actions.retry_from_failure(failed, None)
+
+    node = StepRun.objects.get(run=retry, step_name="square")
+    assert sorted(StepRun.objects.filter(pk__in=ready).values_list("step_name", flat=True)) == ["square[1]", "square[3]"]
+    assert (node.status, node.items_left) == (Status.AWAITING, 2)
+    retry = engine.run_inline(retry, ready)
+    assert retry.status == Status.SUCCEEDED
+    reused = dict(node.items.values_list("step_name", "reused_from__step_name"))
+    assert reused == {"square[0]": "square[0]", "square[1]": None, "square[2]": "square[2]", "square[3]": None}
+    assert output_of(StepRun.objects.get(run=retry, step_name="total"))["squares"] == [1, 4, 9, 16]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "maps over the output of 'source', which is a builtins.str, not a list, a tuple or a dict"),
+    (None, "maps over the output of 'source', which is a builtins.NoneType, not a list, a tuple or a dict"),
+    (list(range(6)), "maps over the output of 'source', which has 6 items; a map takes at most 5 (MAP_MAX_ITEMS)"),
+])
+def test_an_output_that_cannot_be_mapped_over_fails_the_step_saying_why(define, settings, value, message):
+    settings.MAP_MAX_ITEMS = 5
+    pipe = define("t_map_bad")
+
+    @pipe.step()
+    def source(ctx):
+        return value
+
+    @pipe.map(over=source)
+    def each(ctx, source):
+        return source
+
+    run = engine.run_inline(*engine.start_run("t_map_bad"))
+
+    node = StepRun.objects.get(run=run, step_name="each")
+    assert (run.status, node.status, node.error) == (Status.FAILED, Status.FAILED, message)
+    assert not node.items.exists()
+
+
+def test_a_map_can_take_other_inputs_and_be_mapped_over_again(define):
+    pipe = define("t_map_chain")
+
+    @pipe.step()
+    def words(ctx):
+        return ["a", "bb", "ccc"]
+
+    @pipe.step()
+    def suffix(ctx):
+        return "!"
+
+    @pipe.map(over=words)
+    def shout(ctx, words, suffix):
+        return words.upper() + suffix
+
+    @pipe.map(over=shout)
+    def length(ctx, shout):
+        return len(shout)
+
+    @pipe.step()
+    def summary(ctx, length, shout):
+        return list(zip(shout, length))
+
+    run = engine.run_inline(*engine.start_run("t_map_chain"))
+
+    assert run.status == Status.SUCCEEDED
+    assert output_of(StepRun.objects.get(run=run, step_name="summary")) == [("A!", 2), ("BB!", 3), ("CCC!", 4)]
+
+
+def test_cancelling_a_run_stops_the_items_not_started(define):
+    squares(define)
+    run, ready = engine.start_run("t_map")
+    ready = engine.execute_step(ready[0])  # numbers
+    ready = engine.execute_step(ready[0])  # square: expands into 4 items
+    assert len(ready) == 4
+    engine.execute_step(ready[0])  # one item done
+
+    actions.cancel(Run.objects.get(pk=run.pk), None)
+
+    run.refresh_from_db()
+    node = StepRun.objects.get(run=run, step_name="square")
+    assert (run.status, node.status) == (Status.CANCELLED, Status.CANCELLED)
+    assert sorted(node.items.values_list("status", flat=True)) == [Status.CANCELLED] * 3 + [Status.SUCCEEDED]
+    assert StepRun.objects.get(run=run, step_name="total").status == Status.CANCELLED
+    assert (run.steps_finished, run.steps_total) == (3, 3)
