@@ -1,11 +1,16 @@
 """Mapped steps (app/runs/mapping.py): `@p.map(over=...)` runs one step run per item of an
 upstream output, through the engine (run_inline) and a real worker."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from app import artifacts
 from app.models import Run, Status, StepRun
-from app.runs import actions, engine
+from app.pipelines.registry import registry
+from app.runs import actions, engine, tasks
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -202,3 +207,65 @@ def test_cancelling_a_run_stops_the_items_not_started(define):
     assert sorted(node.items.values_list("status", flat=True)) == [Status.CANCELLED] * 3 + [Status.SUCCEEDED]
     assert StepRun.objects.get(run=run, step_name="total").status == Status.CANCELLED
     assert (run.steps_finished, run.steps_total) == (3, 3)
+
+
+# --- on a real worker --------------------------------------------------------------------------
+
+API = "tests.fixtures.api_pipelines"
+
+
+@pytest.fixture
+def api_pipelines(settings):
+    registry.discover(API)
+    try:
+        yield
+    finally:
+        registry.discover(settings.PIPELINES_PACKAGE)
+
+
+def finished(run_id):
+    run = Run.objects.get(pk=run_id)
+    return run if run.is_finished else None
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_retries_3_failed_items_of_100_and_only_those(api_pipelines, start_worker):
+    start_worker(PIPELINES_PACKAGE=API)
+    run = engine.start_run("t_mapped", {"n": 100, "fail": "7,42,99"})[0]
+    tasks.enqueue(list(run.step_runs.filter(status=Status.QUEUED).values_list("pk", flat=True)))
+    run = wait_for(lambda: finished(run.pk), timeout=90, message="the map to finish")
+
+    node = StepRun.objects.get(run=run, step_name="double")
+    assert (run.status, node.status, node.items_total, node.items_failed) == (Status.FAILED, Status.FAILED, 100, 3)
+    assert node.error == "3 of 100 items failed: double[7], double[42], double[99]"
+    assert node.items.filter(status=Status.SUCCEEDED).count() == 97
+
+    for value in (7, 42, 99):
+        (Path(os.environ["DATA_DIR"]) / f"fail-{value}").unlink()
+    retry, ready = actions.retry_from_failure(run, None)
+    assert len(ready) == 3
+    tasks.enqueue(ready)
+    retry = wait_for(lambda: finished(retry.pk), timeout=60, message="the retry to finish")
+
+    assert retry.status == Status.SUCCEEDED
+    assert output_of(StepRun.objects.get(run=retry, step_name="total")) == sum(range(100)) * 2
+    node = StepRun.objects.get(run=retry, step_name="double")
+    ran_again = set(node.items.filter(reused_from__isnull=True).values_list("step_name", flat=True))
+    assert ran_again == {"double[7]", "double[42]", "double[99]"}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_items_run_in_step_processes_on_several_threads(api_pipelines, start_worker):
+    worker = start_worker(PIPELINES_PACKAGE=API)
+    run = engine.start_run("t_mapped_process", {"n": 20})[0]
+    tasks.enqueue(list(run.step_runs.filter(status=Status.QUEUED).values_list("pk", flat=True)))
+    run = wait_for(lambda: finished(run.pk), timeout=90, message="the map to finish")
+
+    assert run.status == Status.SUCCEEDED
+    results = output_of(StepRun.objects.get(run=run, step_name="collect"))
+    assert [value for _pid, value in results] == list(range(20))
+    assert worker.pid not in {pid for pid, _value in results}  # each item ran in a step process
+    workers = set(StepRun.objects.filter(run=run, map_of__isnull=False).values_list("worker", flat=True))
+    assert len({w.rsplit(":", 1)[1] for w in workers}) > 1  # on more than one of the worker's threads
