@@ -147,7 +147,7 @@ def test_it_lets_a_running_step_finish_and_starts_nothing_after_it(operator):
     claimed = statements.claim(ready[0], run.created_at, "test")  # `load` is running
     actions.cancel(run, operator)
 
-    assert engine._record_success(claimed, "", ("runs/x.pkl", None)) == []
+    assert engine.record_success(claimed, "", ("runs/x.pkl", None)) == []
     run.refresh_from_db()
     assert (run.status, run.steps_finished) == (Status.CANCELLED, 5)
     assert steps(run)["load"].status == Status.SUCCEEDED

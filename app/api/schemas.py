@@ -96,6 +96,12 @@ class RunSummary(Schema):
         return run.get_absolute_url()
 
 
+class Items(Schema):
+    total: int
+    done: int = Field(description="Items that succeeded")
+    failed: int = Field(description="Items that failed or were cancelled")
+
+
 class StepRun(Schema):
     name: str = Field(alias="step_name")
     status: str
@@ -107,6 +113,13 @@ class StepRun(Schema):
     seconds: float | None = Field(description="How long its last attempt ran")
     error: str = Field(description="One line on why it failed; empty otherwise")
     reused_from_run: int | None = Field(description="The run whose output it reused (retry from failure)")
+    items: Items | None = Field(description="A mapped step's items (each a step run of its own), once it has them")
+
+    @staticmethod
+    def resolve_items(step_run):
+        if not step_run.items_total:
+            return None
+        return {"total": step_run.items_total, "done": step_run.items_done, "failed": step_run.items_failed}
 
     @staticmethod
     def resolve_seconds(step_run):
@@ -148,7 +161,7 @@ class RunDetail(RunSummary):
 
     @staticmethod
     def resolve_steps(run):
-        return run.step_runs.select_related("reused_from").defer("log", "traceback", "output_inline")
+        return run.step_runs.filter(map_of__isnull=True).select_related("reused_from").defer("log", "traceback", "output_inline")
 
     @staticmethod
     def resolve_metrics(run):

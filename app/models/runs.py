@@ -208,6 +208,11 @@ class StepRun(Timed, models.Model):
     waiting_for = models.CharField(max_length=200, blank=True)
 
     @property
+    def items_done(self) -> int:
+        """A mapped step's items that succeeded."""
+        return self.items_total - self.items_left - self.items_failed
+
+    @property
     def node_name(self) -> str:
         """The step's name in the pipeline (an item "score[3]" is of step "score")."""
         return self.step_name.partition("[")[0]

@@ -77,7 +77,7 @@ def _run_failed(rule, now):
         run = Run.objects.filter(pipeline_name=name, status__in=FINISHED).exclude(status=Status.CANCELLED).order_by("-id").first()
         if run is None or run.status == Status.SUCCEEDED:
             continue
-        failed = run.step_runs.filter(status=Status.FAILED).exclude(error="").first()
+        failed = run.step_runs.filter(status=Status.FAILED, map_of__isnull=True).exclude(error="").first()
         found[name] = Finding(
             f"{name}: run #{run.pk} failed",
             f"{failed.step_name}: {failed.error}" if failed else run.get_status_display(),

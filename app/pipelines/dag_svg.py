@@ -43,7 +43,15 @@ STATUS_LABELS: dict[str, str] = {
     "upstream_failed": "⊘ upstream failed",
     "cancelled": "■ cancelled",
     "retrying": "↻ retrying",
+    "skipped": "⤼ skipped",
+    "awaiting": "▶ in progress",
 }
+
+
+def map_label(status: str, done: int, total: int, failed: int) -> str:
+    """A mapped step's status line: its status icon and its items' count (▶ 12/40 ✗1)."""
+    icon = STATUS_LABELS.get(status, "?").split(" ")[0]
+    return f"{icon} {done}/{total}" + (f" ✗{failed}" if failed else "")
 
 # Bump when the layout's markup changes, and key cached layouts on it: an old
 # layout would not match apply_status's regex, or lack what a newer page needs.
@@ -171,13 +179,14 @@ def render_layout(graph: dict) -> str:
     return svg
 
 
-def apply_status(layout_svg: str, statuses: dict[str, str] | None, base_url: str) -> str:
+def apply_status(layout_svg: str, statuses: dict[str, str] | None, base_url: str, labels: dict | None = None) -> str:
     """Fill one run's statuses and the step links into a layout from `render_layout`.
 
     Each step in `statuses` gets the class `st-<status>` and its status line
     shows STATUS_LABELS[status] (icon + text); steps not in `statuses` (or
     all of them when it is None: the conceptual DAG) keep a plain "node step"
-    class and show their retries, if any. Links go to base_url + name + "/".
+    class and show their retries, if any. Links go to base_url + name + "/". `labels`
+    replaces the status line of some steps (a mapped step's count of items).
     No Graphviz, no XML parsing: one regex pass, so it is fine per request.
     """
     statuses = statuses or {}
@@ -191,7 +200,7 @@ def apply_status(layout_svg: str, statuses: dict[str, str] | None, base_url: str
             return f'id="step-{group_step}" class="node step{css}"{head_rest}{base}'
         if status is None:
             return match[0]
-        label = html.escape(STATUS_LABELS.get(status, status), quote=False)
+        label = html.escape((labels or {}).get(text_step) or STATUS_LABELS.get(status, status), quote=False)
         return f'id="status-{text_step}"{text_rest}{label}'
 
     return _STATUS_RE.sub(fill, layout_svg)

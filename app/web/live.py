@@ -33,7 +33,8 @@ HEADER = "X-Version"
 # One letter per status, then the attempt: "s1" (succeeded at its first attempt).
 CODES = {
     Status.PENDING: "p", Status.QUEUED: "q", Status.RUNNING: "r", Status.SUCCEEDED: "s", Status.FAILED: "f",
-    Status.UPSTREAM_FAILED: "u", Status.CANCELLED: "c", Status.RETRYING: "t",
+    Status.UPSTREAM_FAILED: "u", Status.CANCELLED: "c", Status.RETRYING: "t", Status.SKIPPED: "k",
+    Status.AWAITING: "w",
 }
 MAX_STEPS = 100_000  # a version claiming more steps is not read
 
@@ -54,8 +55,9 @@ def unchanged(version: str) -> HttpResponse:
     return response
 
 
-def step_code(status: str, attempt: int) -> str:
-    return f"{CODES.get(status, 'x')}{attempt}"
+def step_code(status: str, attempt: int, items: tuple[int, int] | None = None) -> str:
+    """A step's status and attempt; for a mapped step also its items finished and failed."""
+    return f"{CODES.get(status, 'x')}{attempt}" + (f"{items[0]:06d}{items[1]:06d}" if items else "")
 
 
 def encode(codes: list[str]) -> str:
@@ -71,7 +73,7 @@ def decode(text: str) -> list[str] | None:
     codes: list[str] = []
     for token in text.split(".") if text else ():
         code, star, count = token.partition("*")
-        if not (2 <= len(code) <= 8 and code[0].isalpha() and code[1:].isdigit()):
+        if not (2 <= len(code) <= 20 and code[0].isalpha() and code[1:].isdigit()):
             return None
         if star and not (count.isdigit() and len(count) <= 6 and int(count) > 1):
             return None

@@ -24,7 +24,7 @@ def cancel(request, run_id):
     browser runs JavaScript, and opens this page when it does not). POST: cancel."""
     run = get_run_or_404(run_id)
     if request.method == "GET":
-        counts = Counter(run.step_runs.values_list("status", flat=True))
+        counts = Counter(run.step_runs.filter(map_of__isnull=True).values_list("status", flat=True))
         context = {
             "run": run,
             "running": counts[Status.RUNNING],

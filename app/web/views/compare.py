@@ -190,7 +190,7 @@ def _signed(number: str) -> str:
 
 
 def _step_runs(run: Run) -> dict:
-    step_runs = run.step_runs.only("run_id", "step_name", "position", "status", "started_at", "finished_at",
+    step_runs = run.step_runs.filter(map_of__isnull=True).only("run_id", "step_name", "position", "status", "started_at", "finished_at",
                                    "reused_from_id")
     return {sr.step_name: sr for sr in step_runs}
 

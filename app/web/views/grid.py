@@ -82,7 +82,7 @@ def grid_rows(pipe, runs) -> list[dict]:
     """A row per step: {"name", "defined", "cells": [Cell or None per run]}."""
     cells = {
         (row["run_id"], row["step_name"]): Cell(**row)
-        for row in StepRun.objects.filter(run_id__in=[run.pk for run in runs])
+        for row in StepRun.objects.filter(run_id__in=[run.pk for run in runs], map_of__isnull=True)
         .values("run_id", "step_name", "status", "started_at", "finished_at")
         .order_by()
     }

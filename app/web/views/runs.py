@@ -154,21 +154,42 @@ def sort_links(params) -> dict[str, dict]:
     return columns
 
 
+def steps_of(run):
+    """A run's steps, without the items of its mapped steps (a mapped step's page lists them)."""
+    return run.step_runs.filter(map_of__isnull=True)
+
+
+def _items(status, total, left, failed):
+    """What a poll compares of a mapped step's items: how many finished, how many failed."""
+    return (total - left, failed) if total else None
+
+
+def _map_labels(step_runs) -> dict:
+    """The DAG's status line of each mapped step with items: ▶ 12/40 ✗1."""
+    return {
+        sr.step_name: dag_svg.map_label(sr.status, sr.items_done, sr.items_total, sr.items_failed)
+        for sr in step_runs if sr.items_total
+    }
+
+
 def _live_context(run):
-    step_runs = list(run.step_runs.select_related("marked_by").defer("log", "traceback", "output_inline"))
+    step_runs = list(steps_of(run).select_related("marked_by").defer("log", "traceback", "output_inline"))
     layout = tasks.layout_for(run.snapshot)
     statuses = {sr.step_name: sr.status for sr in step_runs}
     base_url = reverse("run_detail", args=[run.pk]) + "steps/"
-    rows = [(sr.status, sr.attempt, sr.queue) for sr in step_runs]
+    rows = [
+        (sr.status, sr.attempt, sr.queue, _items(sr.status, sr.items_total, sr.items_left, sr.items_failed))
+        for sr in step_runs
+    ]
     return {
         "run": run,
         "step_runs": step_runs,
-        "dag": dag_svg.apply_status(layout, statuses, base_url) if layout else None,
+        "dag": dag_svg.apply_status(layout, statuses, base_url, _map_labels(step_runs)) if layout else None,
         "metrics": _metrics(run),
         "polling": not run.is_finished,
         "poll_every": "1s",
         "legend": dag_svg.STATUS_LABELS,
-        "step_counts": step_counts(status for status, _, _ in rows),
+        "step_counts": step_counts(status for status, *_ in rows),
         "queues_without_worker": queues_without_worker(rows),
         "version": _version(run, rows, has_layout=layout is not None),
     }
@@ -192,7 +213,7 @@ def _version(run, rows, has_layout: bool) -> str:
         run.waiting_for_worker, related, queues_without_worker(rows),
     )
     summary = f"{'L' if has_layout else 'N'}{facts}-{live.digest(metrics['n'], metrics['last'])}"
-    return live.run_version(summary, [live.step_code(status, attempt) for status, attempt, _ in rows])
+    return live.run_version(summary, [live.step_code(status, attempt, items) for status, attempt, _, items in rows])
 
 
 def step_counts(statuses) -> list[tuple[str, str, int]]:
@@ -205,8 +226,9 @@ def step_counts(statuses) -> list[tuple[str, str, int]]:
 def queues_without_worker(rows) -> list[str]:
     """The queues that steps of this run wait on and that no live worker serves, while
     other workers are alive (with none alive at all, the page asks whether one runs).
-    `rows` are (status, attempt, queue) of the run's steps."""
-    waiting = {queue for status, _, queue in rows if status in (Status.QUEUED, Status.RETRYING)}
+    `rows` are (status, attempt, queue, items) of the run's steps (a mapped step awaiting its
+    items waits on its queue too)."""
+    waiting = {queue for status, _, queue, _ in rows if status in (Status.QUEUED, Status.RETRYING, Status.AWAITING)}
     if not waiting:
         return []
     live_queues = set(WorkerHeartbeat.objects.filter(
@@ -219,25 +241,31 @@ def _poll_changes(request, run):
     """The answer to a poll of a running run's page that holds a readable version: 204 when
     nothing changed, else only what did, out of band (app/web/live.py). None when the page
     needs its whole live part (the version is unreadable, or the DAG picture just arrived)."""
-    rows = list(run.step_runs.order_by("position").values_list("status", "attempt", "queue"))
+    rows = [
+        (status, attempt, queue, _items(status, *counts)) for status, attempt, queue, *counts in
+        steps_of(run).order_by("position").values_list("status", "attempt", "queue", "items_total", "items_left",
+                                                        "items_failed")
+    ]
     has_layout = run.snapshot.layout_version == dag_svg.LAYOUT_VERSION
     version = _version(run, rows, has_layout)
     held = live.held(request)
     if held == version:
         return live.unchanged(version)
     summary, held_summary = version.partition("~")[0], held.partition("~")[0]
-    positions = live.changed_steps(held, summary, [live.step_code(status, attempt) for status, attempt, _ in rows])
+    positions = live.changed_steps(held, summary, [live.step_code(status, attempt, items)
+                                                   for status, attempt, _, items in rows])
     if positions is None:
         return None
-    changed = list(run.step_runs.filter(position__in=positions).select_related("marked_by")
+    changed = list(steps_of(run).filter(position__in=positions).select_related("marked_by")
                    .defer("log", "traceback", "output_inline"))
     context = {
         "run": run,
         "changed": changed,
         "dag_update": json.dumps(
-            {sr.step_name: [sr.status, dag_svg.STATUS_LABELS.get(sr.status, sr.status)] for sr in changed}
+            {sr.step_name: [sr.status, _map_labels([sr]).get(sr.step_name) or dag_svg.STATUS_LABELS.get(sr.status, sr.status)]
+             for sr in changed}
         ),
-        "step_counts": step_counts(status for status, _, _ in rows),
+        "step_counts": step_counts(status for status, *_ in rows),
         "queues_without_worker": queues_without_worker(rows),
         "metrics": _metrics(run) if summary.partition("-")[2] != held_summary.partition("-")[2] else None,
         "polling": True,
@@ -275,7 +303,7 @@ def run_detail(request, run_id):
         # Logs are sent with the full page and once more with the final poll (out of band),
         # not on every poll.
         context["send_logs"] = True
-        context["logged_steps"] = run.step_runs.exclude(log="", traceback="").only(
+        context["logged_steps"] = steps_of(run).exclude(log="", traceback="").only(
             "step_name", "status", "attempt", "log", "traceback", "error"
         )
         context.update(results_context(run))
@@ -301,12 +329,14 @@ def run_step(request, run_id, step):
     version = live.digest(
         step_run.status, step_run.attempt, step_run.started_at, step_run.finished_at, step_run.marked_at,
         step_run.error, log_size, step_run.metrics.filter(attempt=step_run.attempt).count(),
-        run.status, run.cancel_requested_at,
+        run.status, run.cancel_requested_at, step_run.items_left, step_run.items_failed, request.GET.get("page"),
+        request.GET.get("items"),
     )
     if request.htmx and live.held(request) == version and step_run.status in UNFINISHED:
         return live.unchanged(version)
     snapshot = run.snapshot
     graph_steps = {s["name"]: s for s in snapshot.steps}
+    info = graph_steps.get(step_run.node_name, {})
     if step_run.status == Status.RUNNING:
         step_run.log = artifacts.log_tail(log_file)  # live: read from the file being written
     attempts = list(step_run.attempts.all())
@@ -316,7 +346,9 @@ def run_step(request, run_id, step):
         "version": version,
         "run": run,
         "step_run": step_run,
-        "info": graph_steps.get(step, {}),
+        "info": info,
+        "items": _items_page(request, step_run) if info.get("map_over") and step_run.map_of_id is None else None,
+        "node": step_run.map_of if step_run.map_of_id else None,
         "metrics": step_run.metrics.filter(attempt=step_run.attempt),
         "attempts": attempts,
         "log_size": log_size,
@@ -325,11 +357,36 @@ def run_step(request, run_id, step):
         "polling": step_run.status in UNFINISHED,
         "mark_outcomes": actions.mark_outcomes(step_run, run),
         # Read (unpickled) only for a step that succeeded: a finished step's page does not poll.
-        "output": previews.of_step(step_run) if step_run.status == Status.SUCCEEDED else None,
+        "output": previews.of_step(step_run)
+        if step_run.status == Status.SUCCEEDED and (step_run.map_of_id or not info.get("map_over")) else None,
         "model_versions": step_run.model_versions.filter(attempt=step_run.attempt).select_related("model")
         if step_run.status == Status.SUCCEEDED else (),
     }
     return respond_live(request, "runs/step.html", context, context["polling"])
+
+
+ITEMS_PER_PAGE = 100
+ITEM_FILTERS = {"all": None, "failed": [Status.FAILED, Status.CANCELLED], "unfinished": list(UNFINISHED),
+                "succeeded": [Status.SUCCEEDED]}
+
+
+def _items_page(request, node: StepRun) -> dict:
+    """A mapped step's items, a page at a time, all or by status (?items=failed)."""
+    shown = request.GET.get("items", "all")
+    items = node.items.order_by("map_index").only(
+        "run_id", "step_name", "map_index", "status", "attempt", "started_at", "finished_at", "error", "reused_from_id"
+    )
+    if ITEM_FILTERS.get(shown):
+        items = items.filter(status__in=ITEM_FILTERS[shown])
+    elif shown not in ITEM_FILTERS:
+        shown = "all"
+    counts = Counter(node.items.values_list("status", flat=True))
+    return {
+        "page": Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page")),
+        "shown": shown,
+        "filters": [(key, sum(counts[s] for s in ITEM_FILTERS[key]) if ITEM_FILTERS[key] else node.items_total)
+                    for key in ITEM_FILTERS],
+    }
 
 
 @require_GET

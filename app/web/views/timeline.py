@@ -14,7 +14,7 @@ from app.web.views.runs import get_run_or_404, respond_live
 @operator_required
 def run_timeline(request, run_id):
     run = get_run_or_404(run_id)
-    step_runs = run.step_runs.only(
+    step_runs = run.step_runs.filter(map_of__isnull=True).only(
         "run_id", "step_name", "position", "status", "attempt", "started_at", "finished_at", "reused_from_id"
     )
     polling = not run.is_finished
