@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app import artifacts
+from app.api import tokens
 from app.models import Run, Status, StepRun
 from app.pipelines.registry import registry
 from app.runs import actions, engine, tasks
@@ -269,3 +270,54 @@ def test_items_run_in_step_processes_on_several_threads(api_pipelines, start_wor
     assert worker.pid not in {pid for pid, _value in results}  # each item ran in a step process
     workers = set(StepRun.objects.filter(run=run, map_of__isnull=False).values_list("worker", flat=True))
     assert len({w.rsplit(":", 1)[1] for w in workers}) > 1  # on more than one of the worker's threads
+
+
+# --- on the pages -----------------------------------------------------------------------------
+
+
+def test_the_run_page_shows_a_mapped_step_as_one_row_with_its_items_count(define, operator_client):
+    squares(define, fail={3})
+    run = engine.run_inline(*engine.start_run("t_map"))
+
+    page = operator_client.get(f"/runs/{run.pk}/").content.decode()
+
+    assert page.count('id="step-row-') == 3  # items, square, total: no row per item
+    assert "3/4 done, 1 failed" in page
+    assert "✗ 3/4 · 1 failed" in page  # the DAG's status line
+    assert "1 of 4 items failed: square[2]" in page
+
+
+def test_a_mapped_steps_page_lists_its_items_by_status(define, operator_client):
+    squares(define, fail={3})
+    run = engine.run_inline(*engine.start_run("t_map"))
+
+    everything = operator_client.get(f"/runs/{run.pk}/steps/square/").content.decode()
+    failed = operator_client.get(f"/runs/{run.pk}/steps/square/?items=failed").content.decode()
+
+    assert [f"square[{i}]" in everything for i in range(4)] == [True] * 4
+    assert "failed (1)" in everything and "succeeded (3)" in everything
+    assert "square[2]" in failed and "square[0]" not in failed and "ValueError: no square for 3" in failed
+
+
+def test_an_items_page_names_its_item_and_links_back(define, operator_client):
+    squares(define)
+    run = engine.run_inline(*engine.start_run("t_map"))
+
+    page = operator_client.get(f"/runs/{run.pk}/steps/square%5B1%5D/").content.decode()
+
+    assert "Item 1 of <code>square</code>" in page
+    assert f'href="/runs/{run.pk}/steps/square/"' in page
+    assert "item 1 of the output of" in page
+
+
+def test_the_runs_api_gives_a_mapped_steps_items_count(define, client, operator):
+    squares(define, fail={1})
+    run = engine.run_inline(*engine.start_run("t_map"))
+    secret = tokens.create(operator, "dashboard", scopes=["runs:read"])[1]
+
+    answer = client.get(f"/api/runs/{run.pk}", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    steps = {s["name"]: s for s in answer.json()["steps"]}
+
+    assert list(steps) == ["numbers", "square", "total"]
+    assert steps["square"]["items"] == {"total": 4, "done": 3, "failed": 1}
+    assert steps["numbers"]["items"] is None

@@ -49,9 +49,9 @@ STATUS_LABELS: dict[str, str] = {
 
 
 def map_label(status: str, done: int, total: int, failed: int) -> str:
-    """A mapped step's status line: its status icon and its items' count (▶ 12/40 ✗1)."""
+    """A mapped step's status line: its status icon and its items' count (▶ 12/40 · 1 failed)."""
     icon = STATUS_LABELS.get(status, "?").split(" ")[0]
-    return f"{icon} {done}/{total}" + (f" ✗{failed}" if failed else "")
+    return f"{icon} {done}/{total}" + (f" · {failed} failed" if failed else "")
 
 # Bump when the layout's markup changes, and key cached layouts on it: an old
 # layout would not match apply_status's regex, or lack what a newer page needs.

@@ -165,7 +165,7 @@ def _items(status, total, left, failed):
 
 
 def _map_labels(step_runs) -> dict:
-    """The DAG's status line of each mapped step with items: ▶ 12/40 ✗1."""
+    """The DAG's status line of each mapped step with items: ▶ 12/40 · 1 failed."""
     return {
         sr.step_name: dag_svg.map_label(sr.status, sr.items_done, sr.items_total, sr.items_failed)
         for sr in step_runs if sr.items_total
