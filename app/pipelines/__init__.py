@@ -13,10 +13,10 @@ are plain Python. Django finds them at start-up
 
 from app.pipelines.local import LocalRun, StepFailed
 from app.pipelines.params import DefinitionError, ParamError, Params, param
-from app.pipelines.registry import Pipeline, Step, pipeline
+from app.pipelines.registry import Pipeline, Step, pipeline, skip
 from app.tracking.formats import ModelFormat, register_format
 
 __all__ = [
     "pipeline", "Params", "param", "Pipeline", "Step", "ParamError", "DefinitionError", "ModelFormat",
-    "register_format", "LocalRun", "StepFailed",
+    "register_format", "LocalRun", "StepFailed", "skip",
 ]

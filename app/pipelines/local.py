@@ -27,6 +27,8 @@ from pathlib import Path
 from app.pipelines import graph as dag
 from app.pipelines.params import DefinitionError
 
+from app.pipelines.registry import Skip
+
 if typing.TYPE_CHECKING:
     from app.pipelines.registry import Pipeline
 
@@ -59,12 +61,15 @@ class LocalModel:
 @dataclasses.dataclass
 class LocalRun:
     """What `run_local` did. `outputs`, `logs`, `attempts` and `tables` by step name (tables
+    as {step: {name: data}}, the data as the run page gets it; a mapped step's attempts as a
+    list, one per item); `skipped`: step → why, for the steps skipped (tables
     as {step: {name: data}}, the data as the run page gets it); `metrics`: each metric's last
     value by name, `metric_log`: every (step, name, value) in order; `models`: the latest
     version of each model by name, `versions`: all of them in order."""
 
     params: typing.Any
     outputs: dict = dataclasses.field(default_factory=dict)
+    skipped: dict = dataclasses.field(default_factory=dict)  # step → why
     logs: dict = dataclasses.field(default_factory=dict)
     attempts: dict = dataclasses.field(default_factory=dict)
     metric_log: list = dataclasses.field(default_factory=list)
@@ -105,6 +110,7 @@ class LocalContext:
         self.attempt = attempt
         self.pipeline_name = pipe.name
         self.step_name = step
+        self.map_index = None  # an item of a mapped step: its index
         self.logger = logging.getLogger(f"pipelines.{pipe.name}.{step}")
         self.cancel_requested = cancelled
 
@@ -169,32 +175,85 @@ def run_local(pipe: Pipeline, params: dict | None = None, *, given: dict | None 
     unknown = sorted(set(given) - set(pipe.steps))
     if unknown:
         raise ValueError(f"given= names no step of {pipe.name!r}: {', '.join(unknown)}")
-    saved = {name: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) for name, value in given.items()}
+    saved = {name: _saved(local, name, value) for name, value in given.items()}
     groups = pipe.groups()
     for position, name in enumerate(dag.topological_order(pipe.graph())):
         if name in given:
             continue
         step = pipe.steps[name]
+        upstream = pipe.upstream(step)
+        why = _skip_reason([up for up in upstream if up in local.skipped], len(upstream), step.when_upstream)
+        if why:
+            local.skipped[name] = why
+            continue
+
+        def load(want):
+            return None if want in local.skipped else pickle.loads(saved[want])
+
         inputs = {
-            want: {member: pickle.loads(saved[member]) for member in groups[want]} if want in groups
-            else pickle.loads(saved[want])
+            want: {member: load(member) for member in groups[want] if member not in local.skipped}
+            if want in groups else load(want)
             for want in step.inputs
         }
         cancelled = cancel_after is not None and len(local.attempts) >= cancel_after
-        value = _call(local, pipe, step, position, inputs, cancelled)
-        try:
-            saved[name] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            error = TypeError(
-                f"step {name!r} returned a {type(value).__module__}.{type(value).__qualname__}, which cannot be "
-                f"saved: step outputs are pickled ({type(exc).__name__}: {exc})"
-            )
-            raise _failed(local, name, local.attempts[name], error) from exc
+        if step.map_over is not None:
+            value = _map(local, pipe, step, position, inputs, cancelled)
+        else:
+            value = _call(local, pipe, step, position, inputs, cancelled)
+        if isinstance(value, _Skipped):
+            local.skipped[name] = value.why
+            continue
+        saved[name] = _saved(local, name, value)
         local.outputs[name] = pickle.loads(saved[name])
     return local
 
 
-def _call(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, cancelled: bool):
+def _saved(local: LocalRun, name: str, value) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        error = TypeError(
+            f"step {name!r} returned a {type(value).__module__}.{type(value).__qualname__}, which cannot be "
+            f"saved: step outputs are pickled ({type(exc).__name__}: {exc})"
+        )
+        raise _failed(local, name, local.attempts.get(name, 1), error) from exc
+
+
+@dataclasses.dataclass
+class _Skipped:
+    why: str
+
+
+def _skip_reason(skipped: list, upstream: int, when_upstream: str) -> str | None:
+    """The rule of app.runs.mapping.skip_reason, on names."""
+    if not skipped:
+        return None
+    if when_upstream != "any":
+        return f"upstream step {skipped[0]!r} was skipped" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else "")
+    return "every upstream step was skipped" if len(skipped) == upstream else None
+
+
+def _map(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, cancelled: bool):
+    """A mapped step: the function once per item of its `over` input, results in order."""
+    over = inputs[step.map_over]
+    if isinstance(over, dict):
+        keys, values = list(over), list(over.values())
+    elif isinstance(over, (list, tuple)):
+        keys, values = None, list(over)
+    else:
+        error = TypeError(f"maps over the output of {step.map_over!r}, which is a {type(over).__module__}."
+                          f"{type(over).__qualname__}, not a list, a tuple or a dict")
+        raise _failed(local, step.name, 1, error)
+    results, attempts = [], []
+    for index, item in enumerate(values):
+        value = _call(local, pipe, step, position, {**inputs, step.map_over: item}, cancelled, index)
+        attempts.append(local.attempts[step.name])
+        results.append(None if isinstance(value, _Skipped) else value)
+    local.attempts[step.name] = attempts
+    return dict(zip(keys, results)) if keys is not None else results
+
+
+def _call(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, cancelled: bool, index=None):
     lines = local.logs.setdefault(step.name, [])
     handler = _Collect(lines)
     logger = logging.getLogger(f"pipelines.{pipe.name}.{step.name}")
@@ -204,8 +263,15 @@ def _call(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, ca
     try:
         for attempt in range(1, step.retries + 2):
             local.attempts[step.name] = attempt
+            ctx = LocalContext(local, pipe, step.name, position, attempt, cancelled)
+            ctx.map_index = index
             try:
-                return step.func(LocalContext(local, pipe, step.name, position, attempt, cancelled), **inputs)
+                if step.when is not None and not step.when(ctx, **{name: inputs[name] for name in step.when_inputs}):
+                    return _Skipped("its condition is false")
+                value = step.func(ctx, **inputs)
+                if isinstance(value, Skip):
+                    return _Skipped(f"it returned skip({value.reason!r})" if value.reason else "it returned skip()")
+                return value
             except Cancelled:
                 raise
             except Exception as exc:

@@ -50,7 +50,10 @@ from app.pipelines import graph as dag
 from app.pipelines.params import DefinitionError, ParamError, Params, param, param_specs
 from app.pipelines.problems import ImportProblem, relative_path
 
-__all__ = ["pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError"]
+__all__ = [
+    "pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError", "skip",
+    "Skip",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,18 @@ def valid_queue(queue) -> bool:
 # --- pipelines and steps ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Skip:
+    """What a step returns to say it has nothing to do (`return skip("no new rows")`)."""
+
+    reason: str = ""
+
+
+def skip(reason: str = "") -> Skip:
+    """Return this from a step to skip it: its status is skipped (not failed), with `reason`."""
+    return Skip(str(reason)[:400])
+
+
 @dataclass
 class Step:
     """A step of a pipeline: a function called with the run context and upstream outputs."""
@@ -90,6 +105,12 @@ class Step:
     group: str | None = None
     # A mapped step (`@p.map(over=...)`): the upstream step whose output's items it runs once each.
     map_over: str | None = None
+    # A condition (`when=`): called with ctx and the inputs it names; false skips the step.
+    when: typing.Callable | None = None
+    # With a skipped upstream step: "all" (the default) skips this step too, "any" runs it
+    # when at least one upstream step succeeded (a skipped one's input arrives as None).
+    when_upstream: str = "all"
+    when_inputs: list[str] = field(default_factory=list)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -177,12 +198,19 @@ class Pipeline:
         return decorate
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
-             queue=None, group=None):
+             queue=None, group=None, when=None, when_upstream="all"):
         """Decorator adding a step. The function's parameters after `ctx` name what it takes:
         a step (its output arrives, and the step runs after it) or a group (a dict of the
         outputs of the group's steps, by step name, in the order they were defined). `after`
         lists further steps (functions or names) it waits for without taking their output.
         `group`: the group this step belongs to (a name that is not a step's).
+
+        Conditions: `when=` a function called before the step with `ctx` and the step's
+        inputs it names (`when=lambda ctx, rows: len(rows) > 0`); false skips the step
+        (status skipped, not a failure), as does the step returning `skip("why")`. A step
+        below a skipped one is skipped too, unless it says `when_upstream="any"`: then it
+        runs when at least one of its upstream steps succeeded, and a skipped step's output
+        arrives as None (a group leaves skipped steps out).
 
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
@@ -193,7 +221,8 @@ class Pipeline:
         `@p.step` without parentheses works too."""
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
-                             timeout=timeout, isolation=isolation, queue=queue, group=group)(after)
+                             timeout=timeout, isolation=isolation, queue=queue, group=group, when=when,
+                             when_upstream=when_upstream)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -257,9 +286,13 @@ class Pipeline:
                 p.name for p in parameters[1:]
                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.default is p.empty  # reported above
             ]
+            if when_upstream not in ("all", "any"):
+                self.problems.append(f"step {step_name!r}: when_upstream must be 'all' or 'any', not {when_upstream!r}")
+            when_inputs = _condition_inputs(step_name, where, when, inputs, self.problems)
             step = Step(
                 self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
-                isolation or self.isolation, timeout, queue or self.queue, group,
+                isolation or self.isolation, timeout, queue or self.queue, group, when=when,
+                when_upstream=when_upstream, when_inputs=when_inputs,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -337,6 +370,10 @@ class Pipeline:
             self._snapshot_steps = len(self.steps)
         return self._snapshot
 
+    def snapshot_step(self, name: str) -> dict:
+        """The snapshot's entry of step `name`."""
+        return next(step for step in self.snapshot()["steps"] if step["name"] == name)
+
     def _build_snapshot(self) -> dict:
         graph = self.graph()
         order = dag.topological_order(graph)
@@ -356,6 +393,8 @@ class Pipeline:
                 # Only when used, so the hash of a pipeline that has none stays what it was.
                 **({"group": s.group} if s.group else {}),
                 **({"map_over": s.map_over} if s.map_over else {}),
+                **({"when": _describe_condition(s.when)} if s.when else {}),
+                **({"when_upstream": s.when_upstream} if s.when_upstream != "all" else {}),
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -424,6 +463,35 @@ def _where(func) -> str:
     if code is None:
         return getattr(func, "__module__", None) or "?"
     return f"{relative_path(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _condition_inputs(step_name, where, when, inputs, problems) -> list[str]:
+    """The inputs a step's condition takes (its parameters after ctx), each one of the step's."""
+    if when is None:
+        return []
+    if not callable(when):
+        problems.append(f"step {step_name!r} ({where}): when= must be a function of ctx and inputs, not {when!r}")
+        return []
+    try:
+        names = list(inspect.signature(when).parameters)
+    except (TypeError, ValueError):
+        return []
+    if not names:
+        problems.append(f"step {step_name!r} ({where}): its when= function must take ctx as first argument")
+        return []
+    unknown = [n for n in names[1:] if n not in inputs]
+    if unknown:
+        problems.append(
+            f"step {step_name!r} ({where}): its when= function takes {', '.join(map(repr, unknown))}, which the step "
+            f"does not take; a condition reads ctx and the step's own inputs ({', '.join(inputs) or 'none'})"
+        )
+    return [n for n in names[1:] if n in inputs]
+
+
+def _describe_condition(when) -> str:
+    """How the pages name a condition: its function's name ("lambda" for a lambda, whose
+    text is in the step's source shown next to it)."""
+    return getattr(when, "__name__", "").replace("<lambda>", "lambda") or "a condition"
 
 
 def _function_problems(step_name, where, func, parameters) -> list[str]:

@@ -114,9 +114,10 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
             if name in reused:
                 old = previous[name]
                 rows.append(StepRun(
-                    run=new, step_name=name, position=position, status=Status.SUCCEEDED,
+                    run=new, step_name=name, position=position,
+                    status=Status.SKIPPED if old.status == Status.SKIPPED else Status.SUCCEEDED, error=old.error,
                     output_path=old.output_path, output_inline=old.output_inline, reused_from=old.reused_from or old,
-                    queued_at=now, started_at=now, finished_at=now,
+                    queued_at=now, started_at=now, finished_at=now, items_total=old.items_total,
                 ))
             else:
                 left = sum(1 for pred in graph.predecessors(name) if pred not in reused)
@@ -189,6 +190,9 @@ def _shape(snapshot_graph: dict):
 MARK_OUTCOMES = (Status.SUCCEEDED, Status.FAILED)
 # What keeps a step below from running: a step above it that did not succeed and never will.
 BROKEN = (Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
+# What lets a step below go on: an upstream step that succeeded, or was skipped (the step
+# below then decides whether it runs: app.runs.mapping.load_inputs).
+DONE = (Status.SUCCEEDED, Status.SKIPPED)
 
 
 def is_stuck(step_run: StepRun, now=None) -> bool:
@@ -278,7 +282,7 @@ def mark_plan(run: Run, statuses: dict, step: str, outcome: str, has_output: boo
             continue
         if outcome == Status.SUCCEEDED and after[name] in (Status.UPSTREAM_FAILED, Status.PENDING):
             if not any(after[up] in BROKEN for up in graph.predecessors(name)):
-                waiting = [up for up in graph.predecessors(name) if after[up] != Status.SUCCEEDED]
+                waiting = [up for up in graph.predecessors(name) if after[up] not in DONE]
                 after[name] = Status.PENDING if waiting else Status.QUEUED
         elif outcome == Status.FAILED and after[name] == Status.PENDING:
             after[name] = Status.UPSTREAM_FAILED
@@ -299,7 +303,7 @@ def mark_plan(run: Run, statuses: dict, step: str, outcome: str, has_output: boo
         outcome=outcome,
         after={name: status for name, status in after.items() if status != statuses[name]},
         upstream_left={
-            name: sum(1 for up in graph.predecessors(name) if after[up] != Status.SUCCEEDED) for name in waits
+            name: sum(1 for up in graph.predecessors(name) if after[up] not in DONE) for name in waits
         },
         will_run=waits if outcome == Status.SUCCEEDED else [],
         run_now=[name for name in waits if after[name] == Status.QUEUED],

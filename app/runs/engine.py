@@ -29,7 +29,7 @@ from django.utils import timezone
 from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
-from app.pipelines.registry import DEFAULT_QUEUE, ParamError, registry
+from app.pipelines.registry import DEFAULT_QUEUE, ParamError, Skip, registry
 from app.runs import capture, logcontext, mapping, statements, supervisor
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
@@ -86,6 +86,11 @@ class OtherCode(Exception):
             f"{self.loaded_hash[:8]}, the run's {run.snapshot.source_hash[:8]}), and no worker has the run's code "
             f"any more{within}: retry the run to use the current code"
         )
+
+
+class Skipped(Exception):
+    """The step is skipped: its condition was false, it returned skip(), or an upstream step
+    was skipped (and it runs only when all of them succeeded). The message says which."""
 
 
 class RunCancelled(Exception):
@@ -221,6 +226,7 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
             retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
             isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
             queue=step.get("queue") or DEFAULT_QUEUE, map_over=step.get("map_over"),
+            when_upstream=step.get("when_upstream", "all"),
         )
     return graph
 
@@ -414,10 +420,17 @@ def _attempt(step_run: StepRun) -> Attempt:
     log_file = artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)
     with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES) as written:
         try:
-            func, inputs, params = _prepare(step_run)
-            value = func(StepContext(step_run, params), **inputs)
+            step, inputs, params = _prepare(step_run)
+            ctx = StepContext(step_run, params)
+            if step.when is not None and not step.when(ctx, **{name: inputs[name] for name in step.when_inputs}):
+                raise Skipped(f"its condition ({step.pipeline.snapshot_step(step.name).get('when')}) is false")
+            value = step.func(ctx, **inputs)
+            if isinstance(value, Skip):
+                raise Skipped(f"it returned skip({value.reason!r})" if value.reason else "it returned skip()")
             path, inline = _save_output(step_run, value)
             attempt = Attempt("succeeded", output_path=path, output_inline=inline)
+        except Skipped as exc:
+            attempt = Attempt("skipped", error=str(exc)[:500])
         except RunCancelled:
             attempt = Attempt("cancelled")
         except OtherCode as exc:
@@ -439,6 +452,8 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
         if attempt.logged else ""
     if attempt.ended == "succeeded":
         return record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
+    if attempt.ended == "skipped":
+        return record_skipped(step_run, log_text, attempt.error)
     if attempt.ended == "cancelled":
         return _record_cancelled(step_run, log_text)
     if attempt.ended == "other_code":
@@ -496,7 +511,7 @@ def _prepare(step_run: StepRun):
         raise OtherCode(loaded)
     inputs = mapping.load_inputs(step_run, pipe, step)
     params = pipe.make_params(run.params)
-    return step.func, inputs, params
+    return step, inputs, params
 
 
 def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") -> Ready:
@@ -512,9 +527,18 @@ def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") 
 # attempt that replaced it.
 
 
-def record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: str | None = None) -> Ready:
+def record_skipped(step_run: StepRun, log_text: str, why: str) -> Ready:
+    """The step is skipped (`why`, as the page says it): recorded as done without an output,
+    like a success; what waits below it decides for itself when it runs (mapping.load_inputs)."""
+    ready = record_success(step_run, log_text, ("", None), status=Status.SKIPPED)
+    StepRun.objects.filter(pk=step_run.pk, status=Status.SKIPPED).update(error=f"skipped: {why}"[:500])
+    return ready
+
+
+def record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: str | None = None,
+                   status=Status.SUCCEEDED) -> Ready:
     if mapping.is_item(step_run):
-        return mapping.record_item_success(step_run, log_text, output)
+        return mapping.record_item_success(step_run, log_text, output, status)
     run_id = step_run.run_id
     graph = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash)
     now = timezone.now()
@@ -533,7 +557,7 @@ def record_success(step_run: StepRun, log_text: str, output: tuple, claim_next: 
         # successor counts one more upstream done, queued when none is left: O(successors),
         # a fan-in step is not re-read by each of its N upstreams. A cancelled run has no
         # pending steps left, so nothing is queued for it.
-        recorded = statements.record_success(step_run, now, log_text, output, successors, claim)
+        recorded = statements.record_success(step_run, now, log_text, output, successors, claim, status)
         if recorded is None:
             return Ready()
         finished, total, queued, claimed = recorded

@@ -50,11 +50,10 @@ def _output(path, inline):
     return artifacts.load_output(path, inline) if path or inline is not None else None
 
 
-def output_of(run_id: int, step_name: str, mapped: bool):
-    """The output of step `step_name` of the run, as a step taking it receives it."""
-    pk, path, inline, items_total = StepRun.objects.values_list(
-        "pk", "output_path", "output_inline", "items_total"
-    ).get(run_id=run_id, step_name=step_name)
+def _gathered(pk: int, path, inline, items_total: int, mapped: bool):
+    """A step's output as a step taking it receives it: a mapped step's items' outputs, in
+    their order (a dict by the mapped-over keys, which the node's own output holds). `pk`:
+    the step run that has the items (a retry's reused step: the one it reused)."""
     if not mapped or not items_total:
         return _output(path, inline)
     keys = _output(path, inline)
@@ -65,21 +64,59 @@ def output_of(run_id: int, step_name: str, mapped: bool):
     return dict(zip(keys, results)) if keys is not None else results
 
 
+def upstream_rows(run_id: int, names) -> dict:
+    """name → (pk, status, output_path, output_inline, items_total) of these steps of the
+    run; the pk of a reused step is the one it reused, which has its items."""
+    if not names:
+        return {}
+    return {
+        name: (reused or pk, *rest) for name, pk, reused, *rest in
+        StepRun.objects.filter(run_id=run_id, step_name__in=list(names)).values_list(
+            "step_name", "pk", "reused_from_id", "status", "output_path", "output_inline", "items_total"
+        )
+    }
+
+
+def skip_reason(statuses: dict, when_upstream: str) -> str | None:
+    """Why a step whose upstream steps ended with `statuses` (name → status) is skipped, or
+    None when it runs: any upstream skipped skips it, unless `when_upstream="any"`, which
+    skips it only when every upstream step was skipped."""
+    skipped = [name for name, status in statuses.items() if status == Status.SKIPPED]
+    if not skipped:
+        return None
+    if when_upstream != "any":
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        return f"upstream step {skipped[0]!r} was skipped{more}"
+    if len(skipped) == len(statuses):
+        return "every upstream step was skipped"
+    return None
+
+
 def load_inputs(step_run: StepRun, pipe, step) -> dict:
     """What a step's parameters receive: each upstream step's output (a mapped one's results
-    gathered), a group's outputs as a dict by step name, and an item its own input."""
+    gathered), a group's outputs as a dict by step name, and an item its own input. Raises
+    engine.Skipped when an upstream step was skipped and the step does not run then."""
     groups = pipe.groups()
+    rows = upstream_rows(step_run.run_id, pipe.upstream(step))
+    why = skip_reason({name: row[1] for name, row in rows.items()}, step.when_upstream)
+    if why:
+        raise engine.Skipped(why)
+
+    def value(name):
+        pk, status, path, inline, items_total = rows[name]
+        if status == Status.SKIPPED:
+            return None
+        return _gathered(pk, path, inline, items_total, pipe.steps[name].map_over is not None)
+
     inputs = {}
     for want in step.inputs:
         if want == step.map_over and is_item(step_run):
             path, inline = StepRun.objects.values_list("input_path", "input_inline").get(pk=step_run.pk)
             inputs[want] = _output(path, inline)
         elif want in groups:
-            inputs[want] = {
-                name: output_of(step_run.run_id, name, pipe.steps[name].map_over is not None) for name in groups[want]
-            }
+            inputs[want] = {name: value(name) for name in groups[want] if rows[name][1] != Status.SKIPPED}
         else:
-            inputs[want] = output_of(step_run.run_id, want, pipe.steps[want].map_over is not None)
+            inputs[want] = value(want)
     return inputs
 
 
@@ -89,8 +126,12 @@ def expand(node: StepRun, over: str) -> engine.Ready:
     the node's attempt, saying why."""
     run_id = node.run_id
     graph = engine.snapshot_dag(node.run.snapshot_id, node.run.snapshot.source_hash)
+    rows = upstream_rows(run_id, graph.predecessors(node.step_name))
+    why = skip_reason({name: row[1] for name, row in rows.items()}, graph.nodes[node.step_name]["when_upstream"])
+    if why or rows[over][1] == Status.SKIPPED:
+        return engine.record_skipped(node, "", why or f"it maps over {over!r}, which was skipped")
     try:
-        value = output_of(run_id, over, graph.nodes[over]["map_over"] is not None)
+        value = _gathered(*rows[over][:1], *rows[over][2:], graph.nodes[over]["map_over"] is not None)
     except Exception as exc:  # noqa: BLE001 — a missing or unreadable file: the attempt fails
         return engine.fail_attempt(node, "", f"could not read the output of {over!r} to map over: "
                                              f"{engine.supervisor.describe_exception(exc)}")
@@ -142,10 +183,10 @@ def expand(node: StepRun, over: str) -> engine.Ready:
     return engine.Ready(ids, queues=dict.fromkeys(ids, queue))
 
 
-def record_item_success(item: StepRun, log_text: str, output: tuple) -> engine.Ready:
+def record_item_success(item: StepRun, log_text: str, output: tuple, status=Status.SUCCEEDED) -> engine.Ready:
     now = timezone.now()
     with transaction.atomic():
-        if not statements.mark_succeeded(item, now, log_text, output):
+        if not statements.mark_succeeded(item, now, log_text, output, status):
             return engine.Ready()
         return item_finished(item, now, failed=False)
 

@@ -105,7 +105,8 @@ def _claim_in_steps(step_run_id, now, worker):
     return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash
 
 
-def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None) -> tuple | None:
+def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None,
+                   status=Status.SUCCEEDED) -> tuple | None:
     """running → succeeded for this attempt, counted on the run, and each successor told one
     more upstream is done (see upstream_done); call inside a transaction, unless
     `success_is_one_statement()` (then it is atomic by itself). Returns
@@ -115,10 +116,13 @@ def record_success(step_run: StepRun, now, log: str, output: tuple, successors, 
     `claim`: (queue, worker) of a task that goes on down a chain: the first successor, if
     this success makes it ready and it is on `queue`, is claimed for `worker` by the same
     statement instead of being queued (a claim is a round trip of its own otherwise);
-    `claimed` is then its (id, step_name, attempt), else None."""
+    `claimed` is then its (id, step_name, attempt), else None.
+
+    `status`: skipped is recorded the same way (a skipped step is done: what waits for it
+    runs, or is skipped in turn when it runs: app.runs.mapping.load_inputs)."""
     if connection.vendor == "postgresql":
-        return _record_success_in_one_statement(step_run, now, log, output, successors, claim)
-    if not mark_succeeded(step_run, now, log, output):
+        return _record_success_in_one_statement(step_run, now, log, output, successors, claim, status)
+    if not mark_succeeded(step_run, now, log, output, status):
         return None
     finished, total = count_finished(step_run.run_id, 1)
     queued, claimed = upstream_done(step_run.run_id, successors, now, claim) if successors else ([], None)
@@ -131,7 +135,7 @@ def success_is_one_statement() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _record_success_in_one_statement(step_run, now, log, output, successors, claim):
+def _record_success_in_one_statement(step_run, now, log, output, successors, claim, status):
     # The final SELECT reads `counted` before `next`, so the run row is locked before any
     # successor row, as in the statement-by-statement version: siblings finishing together
     # queue up on the run row and cannot deadlock on each other's successors.
@@ -149,7 +153,7 @@ def _record_success_in_one_statement(step_run, now, log, output, successors, cla
             f") SELECT 0, steps_finished::bigint, steps_total::bigint, '' FROM counted"
             f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s"
             f" UNION ALL SELECT 2, id, attempt::bigint, step_name FROM next WHERE status = %s",
-            [Status.SUCCEEDED, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt,
+            [status, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt,
              *next_params, Status.QUEUED, Status.RUNNING],
         )
         rows = cursor.fetchall()
@@ -162,14 +166,14 @@ def _record_success_in_one_statement(step_run, now, log, output, successors, cla
     return finished, total, queued, claimed
 
 
-def mark_succeeded(step_run: StepRun, now, log: str, output: tuple) -> bool:
-    """running → succeeded, only if this attempt still owns the step run."""
+def mark_succeeded(step_run: StepRun, now, log: str, output: tuple, status=Status.SUCCEEDED) -> bool:
+    """running → succeeded (or skipped), only if this attempt still owns the step run."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, finished_at = %s, log = %s, output_path = %s, output_inline = %s,"
             " error = '', code_wait_since = NULL"
             " WHERE id = %s AND status = %s AND attempt = %s",
-            [Status.SUCCEEDED, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt],
+            [status, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt],
         )
         return cursor.rowcount == 1
 
