@@ -87,12 +87,36 @@ class StepRunInline(admin.TabularInline):
     show_change_link = True
 
 
+class RunTagInline(admin.TabularInline):
+    model = RunTag
+    fields = ["name"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "pipeline_name", "status", "steps_finished", "steps_total", "triggered_by", "created_at"]
+    list_display = ["id", "pipeline_name", "status", "steps_finished", "steps_total", "triggered_by", "tag_names",
+                    "created_at"]
     list_filter = ["status", "pipeline_name", "trigger_source"]
-    search_fields = ["=id", "pipeline_name"]
-    inlines = [StepRunInline]
+    search_fields = ["=id", "pipeline_name", "=tags__name"]
+    list_select_related = ["triggered_by"]
+    inlines = [RunTagInline, StepRunInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tags")
+
+    @admin.display(description="tags")
+    def tag_names(self, run):
+        return ", ".join(tag.name for tag in run.tags.all()) or "—"
+
+
+@admin.register(RunTag)
+class RunTagAdmin(ReadOnlyAdmin):
+    list_display = ["name", "run"]
+    search_fields = ["name", "=run__id"]
+    list_select_related = ["run"]
 
 
 @admin.register(StepRun)
@@ -102,13 +126,6 @@ class StepRunAdmin(ReadOnlyAdmin):
     search_fields = ["step_name", "=run__id"]
     list_select_related = ["run"]
     inlines = [StepAttemptInline]
-
-
-@admin.register(RunTag)
-class RunTagAdmin(ReadOnlyAdmin):
-    list_display = ["name", "run"]
-    search_fields = ["name", "=run__id"]
-    list_select_related = ["run"]
 
 
 @admin.register(Pool)

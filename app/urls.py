@@ -92,6 +92,7 @@ urlpatterns = [
     path("runs/<int:run_id>/retry/", actions.retry_preview, name="run_retry_preview"),
     path("runs/<int:run_id>/retry/start/", actions.retry, name="run_retry"),
     path("runs/<int:run_id>/rerun/", actions.rerun, name="run_rerun"),
+    path("runs/<int:run_id>/note/", actions.note, name="run_note"),
     path("models/", models.model_list, name="model_list"),
     path("models/<str:name>/", models.model_detail, name="model_detail"),
     path("models/<str:name>/rollback/", models.model_rollback, name="model_rollback"),

@@ -25,7 +25,7 @@ def admin_client(client, admin):
 @pytest.mark.parametrize("model", [
     "run", "steprun", "stepattempt", "metric", "pipelinesnapshot", "parameterset", "parametersetrevision",
     "auditevent", "workerheartbeat", "registeredmodel", "modelversion", "deployment", "promotion", "resulttable",
-    "apitoken",
+    "apitoken", "runtag", "pool",
 ])
 def test_it_lists_every_model(admin_client, model, model_demo, admin):
     engine.run_inline(*engine.start_run("flaky_demo", {}))

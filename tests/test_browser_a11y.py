@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from app.api import tokens
 from app.mlmodels import deployments
-from app.models import AlertChannel, AlertRule, Schedule
+from app.models import AlertChannel, AlertRule, Run, Schedule
 from app.ops import alerts, backfills, schedules
 from app.runs import engine, paramsets
 from tests.conftest import database_refusing, make_user, train_version
@@ -48,7 +48,8 @@ def seed(operator):
     """One of each thing a page shows: a finished and a failed run, a parameter set, a
     schedule with a backfill, an alert rule with its incident, a model with a live version
     and a confusion matrix, an API token. Returns the ids the paths need."""
-    done = engine.run_inline(*engine.start_run("fanout_demo", {"rows": 5}, user=operator))
+    done = engine.run_inline(*engine.start_run("fanout_demo", {"rows": 5}, user=operator, tags=["env=prod", "team:ml"]))
+    Run.objects.filter(pk=done.pk).update(note="Checked by hand.\nThe input was late.")
     failed = engine.run_inline(*engine.start_run("flaky_demo", {}, user=operator))
     chosen = paramsets.create("fanout_demo", "small", {"rows": 5}, operator, note="five rows")
     schedule = schedules.create(Schedule(name="nightly", cron="30 2 * * *", timezone="Europe/Berlin"), "fanout_demo", operator)
@@ -74,7 +75,7 @@ def operator_paths(ids):
         "/runs/", f"/runs/{done}/", f"/runs/{failed}/", f"/runs/{done}/steps/report/", f"/runs/{failed}/steps/validate/",
         f"/runs/{failed}/retry/",
         f"/runs/compare/?a={done}&b={failed}", f"/runs/compare/?a={done}", f"/runs/{done}/timeline/",
-        "/runs/?since=yesterday&status=exploded",  # the run list's filter errors
+        "/runs/?since=yesterday&status=exploded&tag=no+good!",  # the run list's filter errors
         "/pipelines/fanout_demo/grid/", f"/runs/{failed}/steps/validate/mark/?outcome=succeeded", "/account/",
         "/pipelines/fanout_demo/parameter-sets/", f"/parameter-sets/{ids['set']}/", "/pipelines/flaky_demo/parameter-sets/new/",
         f"/parameter-sets/{ids['set']}/edit/",

@@ -27,6 +27,7 @@ def csrf_client(operator):
     "/runs/{failed}/retry/start/",
     "/runs/{failed}/rerun/",
     "/runs/{queued}/cancel/",
+    "/runs/{queued}/note/",
 ])
 def test_it_refuses_a_post_without_a_csrf_token(csrf_client, operator, path):
     pset = paramsets.create("fanout_demo", "s", {"rows": 5, "seed": 7, "pause": 0.0}, operator)

@@ -26,6 +26,7 @@ from app.ops import operate, scheduler
 from app.pipelines.params import ParamError
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import audit, engine
+from app.runs import tags as run_tags
 
 pipelines = Router(auth=auth.RUNS_READ)
 router = Router(auth=auth.RUNS_READ)
@@ -87,9 +88,14 @@ def get_one_pipeline(request, name: str):
 @pipelines.post("/{name}/runs", auth=auth.RUNS_WRITE, response={201: Started, **WRITE_ERRORS}, summary="Start a run")
 def start_run(request, name: str, body: Trigger):
     """Start a run with `params` (each checked as the run form checks it; a 422 names every
-    parameter at fault) on top of `parameter_set`'s values, if given, else the defaults.
-    A paused pipeline still runs what is started here, with a warning. Scope: runs:write."""
+    parameter at fault) on top of `parameter_set`'s values, if given, else the defaults, and
+    with `tags` (a 422 names a bad one). A paused pipeline still runs what is started here,
+    with a warning. Scope: runs:write."""
     pipe = get_pipeline(name)
+    try:
+        tags = run_tags.check(body.tags)
+    except run_tags.TagError as exc:
+        return Answer(422, {"error": f"the tags are not valid: {exc}", "errors": {"tags": str(exc)}})
     source_set = None
     values = {}
     if body.parameter_set is not None:
@@ -107,7 +113,7 @@ def start_run(request, name: str, body: Trigger):
     except ParamError as exc:
         return Answer(422, {"error": f"the parameters are not valid: {exc}", "errors": exc.errors})
     with audit.through_token(request.auth.name):
-        run = operate.start(pipe.name, params, request.auth.user, parameter_set=source_set, source="api")
+        run = operate.start(pipe.name, params, request.auth.user, parameter_set=source_set, source="api", tags=tags)
     if run.start_error:
         return Answer(503, {"error": f"run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
                               f"({run.start_error}); it is marked failed and will not run later"})
@@ -143,6 +149,10 @@ class RunFilters(Schema):
     trigger_source: str | None = Field(None, description="web, api, cli, schedule, retry or rerun")
     created_after: IsoDatetime | None = Field(None, description="Runs created at or after this time")
     created_before: IsoDatetime | None = Field(None, description="Runs created before this time")
+    tag: list[str] = Field(
+        default_factory=list,
+        description="Runs with this tag; repeat it (?tag=a&tag=b) for runs with every one of them",
+    )
 
 
 def load_run(run_id) -> Run:
@@ -153,14 +163,15 @@ def load_run(run_id) -> Run:
 
 
 def _runs():
-    return Run.objects.select_related("triggered_by", "parameter_revision__parameter_set")
+    return Run.objects.select_related("triggered_by", "parameter_revision__parameter_set").prefetch_related("tags")
 
 
 @router.get("", response={200: list[RunSummary], **READ_ERRORS}, summary="List runs")
 @paginate(CursorPagination, ordering=("-id",), page_size=50, max_page_size=200)
 def list_runs(request, filters: Query[RunFilters]):
     """Runs, newest first, 50 a page (`page_size` up to 200), filtered by pipeline, status,
-    how they were started and when. Follow `next` for the next page. Scope: runs:read."""
+    how they were started, when, and by tag (`tag` may be repeated: runs with every tag
+    given). Follow `next` for the next page. Scope: runs:read."""
     known_query(request, *RunFilters.model_fields, "cursor", "page_size")
     runs = _runs()
     if filters.status is not None and filters.status not in RUN_STATUSES:
@@ -171,6 +182,11 @@ def list_runs(request, filters: Query[RunFilters]):
         value = getattr(filters, field)
         if value is not None:
             runs = runs.filter(**{lookup: value})
+    for name in filters.tag:
+        try:
+            runs = runs.filter(tags__name=run_tags.normalise(name))
+        except run_tags.TagError as exc:
+            raise HttpError(422, f"the tag filter is not valid: {exc}") from None
     return runs
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from ninja import Field, Schema
 
 from app.models import ScheduledSlot
+from app.runs import tags as run_tags
 from app.tracking import results
 
 
@@ -76,6 +77,8 @@ class RunSummary(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested: bool
+    tags: list[str] = Field(description="Its tags, sorted")
+    note: str = Field(description="An operator's note on the run (edited on its page); empty when there is none")
     url: str = Field(description="The run's page in the dashboard")
 
     @staticmethod
@@ -90,6 +93,10 @@ class RunSummary(Schema):
     @staticmethod
     def resolve_cancel_requested(run):
         return run.cancel_requested_at is not None
+
+    @staticmethod
+    def resolve_tags(run):
+        return run_tags.names_of(run)
 
     @staticmethod
     def resolve_url(run):
@@ -180,6 +187,11 @@ class Trigger(Schema):
                     "parameters not given take the parameter set's value, else their default",
     )
     parameter_set: str | None = Field(None, description="Start from this parameter set's latest revision")
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Tags for the run: each 1 to 50 lowercase letters, digits and - _ . : = (e.g. env=prod, "
+                    "team:ml; stripped and lower-cased first), at most 20",
+    )
 
 
 class Started(Schema):

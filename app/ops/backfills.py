@@ -4,7 +4,7 @@ Starting a backfill lists its slots (the schedule's expression and time zone, as
 scheduler reads them) and starts the first K; each scheduler tick (`advance`) starts more as
 runs finish, under the backfill row's lock, so however many ticks and pages act at once no
 more than K run and no slot starts twice. Each run gets the schedule's parameters with the
-slot in its slot parameter, like a scheduled run. Cancelling stops the waiting slots and
+slot in its slot parameter, and the schedule's tags, like a scheduled run. Cancelling stops the waiting slots and
 cancels the running runs; retrying gives each failed slot a fresh run, in its turn.
 """
 
@@ -17,6 +17,7 @@ from app.models import FINISHED, UNFINISHED, AuditAction, Backfill, BackfillSlot
 from app.ops import scheduler
 from app.pipelines.params import ParamError
 from app.runs import actions, audit, engine, tasks
+from app.runs import tags as run_tags
 
 MAX_SLOTS = 1000
 FAILED = (Status.FAILED, Status.UPSTREAM_FAILED, Status.CANCELLED)
@@ -72,10 +73,11 @@ def advance(backfill: Backfill) -> int:
                 with transaction.atomic():
                     row.run = tasks.start(engine.start_run(
                         backfill.schedule.pipeline_name, params, source="backfill", parameter_revision=revision,
+                        tags=backfill.schedule.tags,
                     ))
                     row.save(update_fields=["run"])
                 started += 1
-            except (ParamError, engine.UnknownPipeline) as exc:
+            except (ParamError, engine.UnknownPipeline, run_tags.TagError) as exc:
                 why = f"pipeline {backfill.pipeline_name!r} is not defined" if isinstance(exc, engine.UnknownPipeline) else str(exc)
                 BackfillSlot.objects.filter(pk=row.pk).update(cancelled=True, message=f"could not start: {why}"[:300])
         if not started and running == 0 and not waiting:

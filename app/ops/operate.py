@@ -1,7 +1,7 @@
 """What an operator does to runs, from the dashboard or the JSON API: start, cancel, retry
-from failure, re-run, mark a step by hand. Each is one transaction with its audit event, so
-the two front ends cannot differ; the steps are queued once it commits. A refusal raises
-ActionRefused (or SetRefused) with the sentence the operator reads."""
+from failure, re-run, mark a step by hand, write a run's note. Each is one transaction with
+its audit event, so the two front ends cannot differ; the steps are queued once it commits.
+A refusal raises ActionRefused (or SetRefused) with the sentence the operator reads."""
 
 import functools
 
@@ -14,16 +14,32 @@ from app.runs.actions import ActionRefused  # noqa: F401  (the refusal callers c
 
 
 def start(pipeline_name: str, params: dict, user, *, parameter_set: ParameterSet | None = None,
-          save_to_set=False, source="web", rerun_of: Run | None = None) -> Run:
-    """A run of `params` (parsed by the pipeline). It is recorded as a revision of
-    `parameter_set` when it runs exactly what the set holds; `save_to_set` saves the values
-    as the set's new revision when they differ. `rerun_of`: the run whose parameters the
-    form was filled from (a re-run with edited parameters)."""
+          save_to_set=False, source="web", rerun_of: Run | None = None, tags=()) -> Run:
+    """A run of `params` (parsed by the pipeline) with `tags` (checked by app.runs.tags). It
+    is recorded as a revision of `parameter_set` when it runs exactly what the set holds;
+    `save_to_set` saves the values as the set's new revision when they differ. `rerun_of`:
+    the run whose parameters the form was filled from (a re-run with edited parameters)."""
     with transaction.atomic():
         revision = paramsets.revision_for(parameter_set, params)
         if revision is None and parameter_set is not None and save_to_set:
             revision = paramsets.save_revision(parameter_set, params, user, note="saved from the run form")
-        return paramsets.trigger(pipeline_name, params, user, revision, source=source, rerun_of=rerun_of)
+        return paramsets.trigger(pipeline_name, params, user, revision, source=source, rerun_of=rerun_of, tags=tags)
+
+
+def set_note(run: Run, note: str, user) -> bool:
+    """Replace the run's note (empty clears it); False when it already said that.
+
+    Audited as AuditAction.ADMIN_CHANGE with the text before and after (`field: note`): a
+    note has no action of its own, since a new choice of AuditEvent.action needs a migration."""
+    with transaction.atomic():
+        before = Run.objects.select_for_update().values_list("note", flat=True).get(pk=run.pk)
+        if before == note:
+            return False
+        Run.objects.filter(pk=run.pk).update(note=note)
+        run.note = note
+        audit.record(user, AuditAction.ADMIN_CHANGE, run,
+                     details={"field": "note", "diff": {"changed": {"note": [before, note]}}})
+    return True
 
 
 def cancel(run: Run, user) -> Run:

@@ -28,6 +28,7 @@ from app.models import UNFINISHED, AuditAction, Overlap, PipelineState, Run, Sch
 from app.pipelines.params import ParamError
 from app.pipelines.registry import registry
 from app.runs import audit, engine, tasks
+from app.runs import tags as run_tags
 
 log = logging.getLogger(__name__)
 
@@ -216,22 +217,26 @@ def run_params(schedule: Schedule, slot: datetime.datetime) -> tuple[dict, objec
 
 
 def _start(schedule: Schedule, row: ScheduledSlot):
-    """Start the run of a slot row; a slot whose run cannot start says why instead."""
+    """Start the run of a slot row, with the schedule's tags; a slot whose run cannot start
+    says why instead."""
     params, revision = run_params(schedule, row.slot)
     try:
         with transaction.atomic():
             run = tasks.start(engine.start_run(
-                schedule.pipeline_name, params, source="schedule", parameter_revision=revision,
+                schedule.pipeline_name, params, source="schedule", parameter_revision=revision, tags=schedule.tags,
             ))
             row.run = run
             row.outcome = SlotOutcome.STARTED
             row.message = f"a catch-up: one run for the {row.missed + 1} slots due while nothing ran" if row.missed else ""
             row.save(update_fields=["run", "outcome", "message"])
-            audit.record(None, AuditAction.TRIGGER, run, username=f"schedule “{schedule.name}”", details={
+            details = {
                 "schedule": schedule.name, "slot": row.slot.isoformat(), "catch_up_for": row.missed + 1 if row.missed else 0,
                 "params": run.params,
-            })
-    except (ParamError, engine.UnknownPipeline) as exc:
+            }
+            if schedule.tags:
+                details["tags"] = run_tags.check(schedule.tags)
+            audit.record(None, AuditAction.TRIGGER, run, username=f"schedule “{schedule.name}”", details=details)
+    except (ParamError, engine.UnknownPipeline, run_tags.TagError) as exc:
         why = f"pipeline {schedule.pipeline_name!r} is not defined" if isinstance(exc, engine.UnknownPipeline) else str(exc)
         ScheduledSlot.objects.filter(pk=row.pk).update(outcome=SlotOutcome.FAILED, message=f"could not start: {why}"[:300])
         log.error("schedule %s: the run of slot %s could not start: %s", schedule.pk, row.slot, why)

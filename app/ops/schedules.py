@@ -7,13 +7,14 @@ from django.utils import timezone
 from app.models import AuditAction, PipelineState, Schedule
 from app.runs import audit
 
-SHOWN = ["name", "cron", "timezone", "parameter_set", "slot_param", "overlap", "enabled"]
+SHOWN = ["name", "cron", "timezone", "parameter_set", "slot_param", "overlap", "tags", "enabled"]
 
 
 def values(schedule: Schedule) -> dict:
     """What the audit trail keeps of a schedule."""
     shown = {field: getattr(schedule, field) for field in SHOWN}
     shown["parameter_set"] = schedule.parameter_set.name if schedule.parameter_set_id else ""
+    shown["tags"] = list(schedule.tags)
     return shown
 
 

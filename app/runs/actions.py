@@ -18,6 +18,7 @@ from app.models import FINISHED, UNFINISHED, Run, Status, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, registry
 from app.runs import engine, mapping, statements
+from app.runs import tags as run_tags
 
 RETRYABLE = (Status.FAILED, Status.CANCELLED)
 RERUN_STEP_STATUSES = (Status.FAILED, Status.CANCELLED, Status.UPSTREAM_FAILED)
@@ -70,7 +71,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
     """A new attempt of a failed or cancelled run that re-runs only what did not succeed,
     reading the outputs of the rest from the artifact store. Runs the current code of the
     steps (a retry usually follows a fix), so the steps and their dependencies must not
-    have changed."""
+    have changed. The new run has the tags of `run`."""
     if run.status not in RETRYABLE:
         raise ActionRefused(f"Only a failed or cancelled run can be retried; run #{run.pk} is {run.get_status_display()}.")
     pipe = registry.get(run.pipeline_name)
@@ -109,6 +110,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
             steps_total=len(previous),
             steps_finished=len(reused),
         )
+        run_tags.save_new(new, run_tags.names_of(run))
         rows = []
         for position, name in enumerate(dag.topological_order(graph)):
             if name in reused:
@@ -162,13 +164,13 @@ def _keep_items(old: StepRun, new: Run, now):
 
 
 def rerun(run: Run, user) -> tuple[Run, list[int]]:
-    """A fresh run of the same pipeline with the same parameters (all steps run)."""
+    """A fresh run of the same pipeline with the same parameters and tags (all steps run)."""
     if run.status not in FINISHED:
         raise ActionRefused(f"Run #{run.pk} has not finished yet; cancel it first or wait.")
     try:
         return engine.start_run(
             run.pipeline_name, run.params, user=user, source="rerun", parameter_revision=run.parameter_revision,
-            rerun_of=run,
+            rerun_of=run, tags=run_tags.names_of(run),
         )
     except engine.UnknownPipeline as exc:
         raise ActionRefused(str(exc)) from None

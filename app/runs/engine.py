@@ -31,6 +31,7 @@ from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, S
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, Skip, registry
 from app.runs import capture, logcontext, mapping, statements, supervisor
+from app.runs import tags as run_tags
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
 
@@ -208,6 +209,13 @@ class StepContext:
             kind=kind, data=data,
         )
 
+    def tag(self, *names: str) -> list[str]:
+        """Tag this run: `ctx.tag("env=prod", "team:ml")`. Each tag is 1 to 50 lowercase
+        letters, digits and - _ . : = (given text is stripped and lower-cased), at most 20 a
+        run; a bad one raises ValueError naming it (failing the step like any exception).
+        Tagging twice is harmless. Returns the run's tags."""
+        return run_tags.add(self.run_id, names)
+
 
 @functools.lru_cache(maxsize=256)
 def snapshot_graph(snapshot_id: int, source_hash: str) -> dict:
@@ -242,18 +250,20 @@ def snapshot_for(pipe) -> PipelineSnapshot:
 
 def start_run(
     pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None,
-    rerun_of=None,
+    rerun_of=None, tags=(),
 ):
     """Create a run and its step runs in one transaction.
 
-    Validates the parameters first (raises ParamError naming each bad one, UnknownPipeline
-    for an unknown name) so nothing is created from bad input. Returns `(run, ready_ids)`:
-    the caller enqueues `ready_ids` once the transaction has committed.
+    Validates the parameters and `tags` first (raises ParamError naming each bad parameter,
+    app.runs.tags.TagError, a ValueError, naming a bad tag, UnknownPipeline for an unknown
+    name) so nothing is created from bad input. Returns `(run, ready_ids)`: the caller
+    enqueues `ready_ids` once the transaction has committed.
     """
     pipe = registry.get(pipeline_name)
     if pipe is None:
         raise UnknownPipeline(pipeline_name)
     params = pipe.parse_params(raw_params or {})
+    tags = run_tags.check(tags)
     with transaction.atomic():
         snapshot = snapshot_for(pipe)
         steps = snapshot.steps
@@ -268,6 +278,7 @@ def start_run(
             rerun_of=rerun_of,
             steps_total=len(steps),
         )
+        run_tags.save_new(run, tags)
         StepRun.objects.bulk_create(
             StepRun(
                 run=run,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from app.models import AuditAction, ParameterSet, ParameterSetRevision
 from app.pipelines.registry import ParamError, registry
 from app.runs import audit, tasks
+from app.runs import tags as run_tags
 
 
 class SetRefused(Exception):
@@ -174,13 +175,16 @@ def revision_for(parameter_set: ParameterSet | None, params: dict) -> ParameterS
 
 
 def trigger(pipeline_name: str, params: dict, user, revision: ParameterSetRevision | None = None, *, source="web",
-            rerun_of=None):
+            rerun_of=None, tags=()):
     """Start a run (through tasks.trigger) and record it in the audit trail, naming the set
-    revision its values came from. Call inside the transaction of any other change it needs."""
+    revision its values came from and its tags. Call inside the transaction of any other
+    change it needs."""
     with transaction.atomic():
         run = tasks.trigger(pipeline_name, params, user=user, source=source, parameter_revision=revision,
-                            rerun_of=rerun_of)
+                            rerun_of=rerun_of, tags=tags)
         details = {"params": run.params}
+        if tags:
+            details["tags"] = run_tags.check(tags)
         if rerun_of is not None:
             details["rerun_of"] = rerun_of.pk
         if revision is not None:

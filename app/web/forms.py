@@ -7,10 +7,11 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from app.models import AuditAction, AuditEvent, ParameterSet, PromotionRule, Schedule
+from app.models import AuditAction, AuditEvent, ParameterSet, PromotionRule, Run, Schedule
 from app.ops import scheduler
 from app.pipelines.registry import ParamError
 from app.runs import actions, paramsets
+from app.runs import tags as run_tags
 
 BOOL_CHOICES = [("true", "true"), ("false", "false")]
 
@@ -87,6 +88,58 @@ class ParamsForm(forms.Form):
         """Show each error of the declaration at its field (or above the form)."""
         for name, message in exc.errors.items():
             self.add_error(name if name in self.fields else None, message)
+
+
+def sentence(exc: Exception) -> str:
+    """A domain error's message ("tag 'x!' is not valid: …") as a form error reads."""
+    text = str(exc)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+class TagsField(forms.CharField):
+    """Tags typed as text, separated by commas or spaces; cleans to the sorted list that
+    app.runs.tags checked (its message names a bad tag). A stored list shows as text."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.TextInput(
+            attrs={"placeholder": "env=prod, team:ml", "autocomplete": "off", "spellcheck": "false"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return run_tags.as_text(value) if isinstance(value, (list, tuple)) else value
+
+    def clean(self, value):
+        text = super().clean(value)
+        try:
+            return run_tags.parse(text)
+        except run_tags.TagError as exc:
+            raise forms.ValidationError(sentence(exc)) from None
+
+
+class RunTagsForm(forms.Form):
+    """The run form's tags. A form of its own, posted as `run-tags`: a pipeline may declare
+    a parameter named `tags`, which is a field of the parameter form."""
+
+    prefix = "run"
+    tags = TagsField(label="Tags", help_text="Optional, separated by commas: e.g. env=prod, team:ml")
+
+
+NOTE_MAX = Run._meta.get_field("note").max_length
+
+
+class RunNoteForm(forms.Form):
+    """An operator's note on a run; empty clears it. The run page writes its field by hand
+    (templates/runs/_note.html: the summary that shows it is rendered without a form)."""
+
+    note = forms.CharField(required=False, label="Note")
+
+    def clean_note(self):
+        # Browsers count a line break as one character for maxlength and send it as two.
+        note = self.cleaned_data["note"].replace("\r\n", "\n")
+        if len(note) > NOTE_MAX:
+            raise forms.ValidationError(f"A note is at most {NOTE_MAX} characters; this one has {len(note)}.")
+        return note
 
 
 class AuditFilterForm(forms.Form):
@@ -239,13 +292,15 @@ class ScheduleForm(forms.ModelForm):
 
     class Meta:
         model = Schedule
-        fields = ["name", "cron", "timezone", "parameter_set", "slot_param", "overlap", "enabled"]
+        fields = ["name", "cron", "timezone", "parameter_set", "slot_param", "overlap", "tags", "enabled"]
         labels = {
             "cron": "Cron expression", "timezone": "Time zone", "parameter_set": "Parameters",
             "slot_param": "Slot parameter", "overlap": "If the previous scheduled run is still going",
             "enabled": "On",
         }
         widgets = {"cron": forms.TextInput(attrs={"placeholder": "30 2 * * *", "autocomplete": "off", "spellcheck": "false"})}
+
+    tags = TagsField(label="Tags", help_text="The runs it starts get these tags (optional, separated by commas)")
 
     def __init__(self, pipe, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -280,7 +335,7 @@ class ScheduleForm(forms.ModelForm):
         try:
             return scheduler.check_cron(self.cleaned_data["cron"])
         except scheduler.CronError as exc:
-            raise forms.ValidationError(str(exc)[:1].upper() + str(exc)[1:] + ".") from None
+            raise forms.ValidationError(sentence(exc)) from None
 
     def clean(self):
         data = super().clean()

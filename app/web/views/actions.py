@@ -1,11 +1,12 @@
-"""Operator actions on a run: cancel, retry from failure (with a preview), re-run, and
-marking a step's outcome by hand (with a confirmation page)."""
+"""Operator actions on a run: cancel, retry from failure (with a preview), re-run, its note,
+and marking a step's outcome by hand (with a confirmation page)."""
 
 from collections import Counter
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.models import Status
@@ -13,7 +14,7 @@ from app.ops import operate
 from app.pipelines import dag_svg
 from app.runs import actions, tasks
 from app.web.access import operator_required
-from app.web.forms import MarkStepForm
+from app.web.forms import MarkStepForm, RunNoteForm
 from app.web.views.runs import get_run_or_404, get_step_run_or_404, saves_a_run
 
 
@@ -97,6 +98,27 @@ def rerun(request, run_id):
         return redirect(new)
     messages.success(request, f"Run #{new.pk} re-runs run #{run.pk} with the same parameters.")
     return redirect(new)
+
+
+@require_POST
+@operator_required
+def note(request, run_id):
+    """Save the run's note. From htmx: the note's part of the run page again (with the
+    error, and what was typed, when it is refused); else back to the run page."""
+    run = get_run_or_404(run_id)
+    form = RunNoteForm(request.POST)
+    if form.is_valid():
+        saved = operate.set_note(run, form.cleaned_data["note"], request.user)
+        messages.success(request, f"The note of run #{run.pk} is {'saved' if saved else 'unchanged'}.")
+        if not request.htmx:
+            return redirect(run)
+        form = None
+    elif not request.htmx:
+        messages.error(request, f"The note of run #{run.pk} was not saved: {' '.join(form.errors['note'])}")
+        return redirect(run)
+    response = render(request, "runs/_note.html", {"run": run, "note_form": form})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @require_http_methods(["GET", "POST"])

@@ -10,7 +10,7 @@ from app.pipelines import dag_svg
 from app.pipelines.registry import registry
 from app.runs import engine, paramsets, tasks
 from app.web.access import any_role, is_operator
-from app.web.forms import ParamsForm
+from app.web.forms import ParamsForm, RunTagsForm
 
 
 def get_pipeline_or_404(name):
@@ -73,9 +73,9 @@ def active_set(pipe, set_id: str) -> ParameterSet | None:
 
 
 def run_form(request, pipe):
-    """The run form, pre-filled from `?set=<id>` or `?from_run=<id>`, else the defaults;
-    returns (form, the parameter set it came from or None)."""
-    source_set, initial = None, {}
+    """The run form, pre-filled from `?set=<id>` or `?from_run=<id>` (its tags too), else
+    the defaults; returns (form, the parameter set it came from or None, the tags form)."""
+    source_set, initial, tags = None, {}, []
     set_id, run_id = request.GET.get("set", ""), request.GET.get("from_run", "")
     if set_id:
         source_set = active_set(pipe, set_id)
@@ -89,10 +89,11 @@ def run_form(request, pipe):
             messages.error(request, f"{pipe.name} has no run #{run_id}; showing the defaults.")
         else:
             initial = ParamsForm.initial_from(run.params)
-    return ParamsForm(pipe, initial=initial), source_set
+            tags = list(run.tags.values_list("name", flat=True))
+    return ParamsForm(pipe, initial=initial), source_set, RunTagsForm(initial={"tags": tags})
 
 
-def detail_context(pipe, form, source_set=None):
+def detail_context(pipe, form, source_set=None, tags_form=None):
     """What the pipeline page shows (also when the run form comes back with errors)."""
     sets = list(ParameterSet.objects.filter(pipeline_name=pipe.name, archived_at=None))
     default_set = next((s for s in sets if s.is_default), None)
@@ -100,6 +101,7 @@ def detail_context(pipe, form, source_set=None):
         "pipe": pipe,
         "params": pipe.param_specs,
         "form": form,
+        "tags_form": tags_form or RunTagsForm(),
         "sets": sets,
         "source_set": source_set,
         "source_problems": paramsets.problems(source_set) if source_set else {},
@@ -120,8 +122,8 @@ def detail_context(pipe, form, source_set=None):
 @any_role
 def pipeline_detail(request, name):
     pipe = get_pipeline_or_404(name)
-    form, source_set = run_form(request, pipe) if is_operator(request.user) else (None, None)
-    return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set))
+    form, source_set, tags_form = run_form(request, pipe) if is_operator(request.user) else (None, None, None)
+    return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set, tags_form))
 
 
 @require_GET

@@ -6,7 +6,7 @@ from collections import Counter
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import DatabaseError
-from django.db.models import Count, Max
+from django.db.models import Count, Max, prefetch_related_objects
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,7 +22,7 @@ from app.runs import actions, tasks, worker
 from app.tracking import results
 from app.web import filters, live, previews, tables
 from app.web.access import operator_required
-from app.web.forms import ParamsForm
+from app.web.forms import ParamsForm, RunTagsForm
 from app.web.timeline import timeline
 from app.web.views.pipelines import active_set, detail_context, get_pipeline_or_404
 
@@ -87,13 +87,14 @@ def saves_a_run(back: str):
 def trigger(request, name):
     pipe = get_pipeline_or_404(name)
     form = ParamsForm(pipe, request.POST)
+    tags_form = RunTagsForm(request.POST)
     source_set = active_set(pipe, request.POST.get("from_set", ""))
-    if not form.is_valid():
-        return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set), status=422)
+    if not all([form.is_valid(), tags_form.is_valid()]):  # both, so both show their errors
+        return render(request, "pipelines/detail.html", detail_context(pipe, form, source_set, tags_form), status=422)
     run = operate.start(
         pipe.name, form.cleaned_data["params"], request.user,
         parameter_set=source_set, save_to_set=bool(request.POST.get("save_to_set")),
-        rerun_of=source_run(pipe, request.POST.get("from_run", "")),
+        rerun_of=source_run(pipe, request.POST.get("from_run", "")), tags=tags_form.cleaned_data["tags"],
     )
     if run.start_error:
         messages.error(request, f"Run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
@@ -133,10 +134,15 @@ def run_list(request):
     ])
     if request.htmx and live.held(request) == version:
         return live.unchanged(version)
+    # The rows' tags in one query, and only for an answer that shows them (not for a 204).
+    prefetch_related_objects(page.object_list, "tags")
     query = request.GET.copy()
     query.pop("page", None)
+    by_tag = query.copy()
+    by_tag.pop("tag", None)  # a tag's badge filters by it, keeping the other filters
     context = {"form": found.form, "page": page, "polling": True, "poll_every": "2s" if running else "10s",
-               "version": version, "query": query.urlencode(), "columns": sort_links(request.GET)}
+               "version": version, "query": query.urlencode(), "columns": sort_links(request.GET),
+               "tag_query": by_tag.urlencode()}
     return respond_live(request, "runs/list.html", context, polling=True)
 
 
