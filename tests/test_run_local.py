@@ -231,3 +231,39 @@ def test_logs_are_kept_at_info_level_whatever_the_logging_setup():
         assert numbers_pipeline().run_local().log("load") == "INFO making 3 numbers"
     finally:
         logging.getLogger("pipelines").setLevel(logging.INFO)
+
+
+def test_ctx_tag_keeps_checked_tags_on_the_result():
+    pipe = Pipeline(name="tagging")
+
+    @pipe.step()
+    def first(ctx):
+        ctx.tag("Env=Prod", "team:ml")
+        return ctx.tag("team:ml")
+
+    @pipe.step()
+    def bad(ctx, first):
+        ctx.tag("no spaces allowed")
+
+    with pytest.raises(StepFailed, match="tag 'no spaces allowed' is not valid") as caught:
+        pipe.run_local()
+
+    assert caught.value.run.tags == ["env=prod", "team:ml"]
+    assert caught.value.run.outputs["first"] == ["env=prod", "team:ml"]
+
+
+def test_a_map_runs_once_per_item_in_the_harness():
+    pipe = Pipeline(name="mapping_local")
+
+    @pipe.step()
+    def words(ctx):
+        return {"a": "x", "b": "yy"}
+
+    @pipe.map(over=words)
+    def size(ctx, words):
+        return (ctx.map_index, len(words))
+
+    result = pipe.run_local()
+
+    assert result.outputs["size"] == {"a": (0, 1), "b": (1, 2)}
+    assert result.attempts["size"] == [1, 1]

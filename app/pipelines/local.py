@@ -25,6 +25,7 @@ import typing
 from pathlib import Path
 
 from app.pipelines import graph as dag
+from app.pipelines import tags
 from app.pipelines.params import DefinitionError
 
 from app.pipelines.registry import Skip
@@ -70,6 +71,7 @@ class LocalRun:
     params: typing.Any
     outputs: dict = dataclasses.field(default_factory=dict)
     skipped: dict = dataclasses.field(default_factory=dict)  # step → why
+    tags: list = dataclasses.field(default_factory=list)  # what ctx.tag() added, sorted
     logs: dict = dataclasses.field(default_factory=dict)
     attempts: dict = dataclasses.field(default_factory=dict)
     metric_log: list = dataclasses.field(default_factory=list)
@@ -119,6 +121,11 @@ class LocalContext:
         folder = self._local.workdir / self.step_name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def tag(self, *names: str) -> list[str]:
+        """Tag the run (kept on the LocalRun's `tags`), checked as a worker checks them."""
+        self._local.tags = tags.check([*self._local.tags, *names])
+        return list(self._local.tags)
 
     def check_cancelled(self):
         if self.cancel_requested:
