@@ -111,6 +111,8 @@ class Step:
     # when at least one upstream step succeeded (a skipped one's input arrives as None).
     when_upstream: str = "all"
     when_inputs: list[str] = field(default_factory=list)
+    # Caching (app.runs.cache): True, or a function of ctx and inputs giving the key.
+    cache: typing.Any = False
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -198,7 +200,7 @@ class Pipeline:
         return decorate
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
-             queue=None, group=None, when=None, when_upstream="all"):
+             queue=None, group=None, when=None, when_upstream="all", cache=False):
         """Decorator adding a step. The function's parameters after `ctx` name what it takes:
         a step (its output arrives, and the step runs after it) or a group (a dict of the
         outputs of the group's steps, by step name, in the order they were defined). `after`
@@ -212,6 +214,10 @@ class Pipeline:
         runs when at least one of its upstream steps succeeded, and a skipped step's output
         arrives as None (a group leaves skipped steps out).
 
+        `cache=True`: a step whose code, inputs and the parameters it reads are those of an
+        earlier success reuses that output instead of running ("reused from run #N");
+        `cache=<function of ctx and inputs>` gives the key itself (app.runs.cache).
+
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
         after `timeout` seconds (default: the STEP_TIMEOUT_SECONDS setting) is stopped and
@@ -222,7 +228,7 @@ class Pipeline:
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
                              timeout=timeout, isolation=isolation, queue=queue, group=group, when=when,
-                             when_upstream=when_upstream)(after)
+                             when_upstream=when_upstream, cache=cache)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -289,10 +295,15 @@ class Pipeline:
             if when_upstream not in ("all", "any"):
                 self.problems.append(f"step {step_name!r}: when_upstream must be 'all' or 'any', not {when_upstream!r}")
             when_inputs = _condition_inputs(step_name, where, when, inputs, self.problems)
+            if not (isinstance(cache, bool) or callable(cache)):
+                self.problems.append(
+                    f"step {step_name!r} ({where}): cache= takes True, False or a function of ctx and inputs "
+                    f"returning the key, not {cache!r}"
+                )
             step = Step(
                 self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
                 isolation or self.isolation, timeout, queue or self.queue, group, when=when,
-                when_upstream=when_upstream, when_inputs=when_inputs,
+                when_upstream=when_upstream, when_inputs=when_inputs, cache=cache,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -395,6 +406,7 @@ class Pipeline:
                 **({"map_over": s.map_over} if s.map_over else {}),
                 **({"when": _describe_condition(s.when)} if s.when else {}),
                 **({"when_upstream": s.when_upstream} if s.when_upstream != "all" else {}),
+                **({"cache": "key" if callable(s.cache) else True} if s.cache else {}),
             }
             for s in (self.steps[name] for name in order)
         ]

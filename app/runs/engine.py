@@ -30,7 +30,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, Skip, registry
-from app.runs import capture, logcontext, mapping, statements, supervisor
+from app.runs import cache, capture, logcontext, mapping, statements, supervisor
 from app.runs import tags as run_tags
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
@@ -250,9 +250,10 @@ def snapshot_for(pipe) -> PipelineSnapshot:
 
 def start_run(
     pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None,
-    rerun_of=None, tags=(),
+    rerun_of=None, tags=(), ignore_cache=False,
 ):
-    """Create a run and its step runs in one transaction.
+    """Create a run and its step runs in one transaction. `ignore_cache`: its cached steps
+    run instead of reusing earlier outputs (app.runs.cache).
 
     Validates the parameters and `tags` first (raises ParamError naming each bad parameter,
     app.runs.tags.TagError, a ValueError, naming a bad tag, UnknownPipeline for an unknown
@@ -277,6 +278,7 @@ def start_run(
             parameter_revision=parameter_revision,
             rerun_of=rerun_of,
             steps_total=len(steps),
+            ignore_cache=bool(ignore_cache),
         )
         run_tags.save_new(run, tags)
         StepRun.objects.bulk_create(
@@ -423,6 +425,11 @@ class Attempt:
     loaded_hash: str = ""  # other_code: the code this process has
     logged: bool = False  # the step wrote to its log (else there is no log to read)
     interrupted: bool = False  # by Ctrl-C
+    # A cached step (app.runs.cache): its key, the parameters it read, and the step run whose
+    # output it reused (a cache hit: the step did not run).
+    cache_key: str = ""
+    params_read: dict | None = None
+    reused_from: int | None = None
 
 
 def _attempt(step_run: StepRun) -> Attempt:
@@ -431,15 +438,7 @@ def _attempt(step_run: StepRun) -> Attempt:
     log_file = artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)
     with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES) as written:
         try:
-            step, inputs, params = _prepare(step_run)
-            ctx = StepContext(step_run, params)
-            if step.when is not None and not step.when(ctx, **{name: inputs[name] for name in step.when_inputs}):
-                raise Skipped(f"its condition ({step.pipeline.snapshot_step(step.name).get('when')}) is false")
-            value = step.func(ctx, **inputs)
-            if isinstance(value, Skip):
-                raise Skipped(f"it returned skip({value.reason!r})" if value.reason else "it returned skip()")
-            path, inline = _save_output(step_run, value)
-            attempt = Attempt("succeeded", output_path=path, output_inline=inline)
+            attempt = _run_code(step_run)
         except Skipped as exc:
             attempt = Attempt("skipped", error=str(exc)[:500])
         except RunCancelled:
@@ -461,6 +460,12 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
     has no log to read); a success may claim the next step (execute_step's `claim_next`)."""
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
+    if attempt.ended == "succeeded" and attempt.cache_key:
+        ready = record_success(step_run, log_text, (attempt.output_path, attempt.output_inline))
+        StepRun.objects.filter(pk=step_run.pk, status=Status.SUCCEEDED, attempt=step_run.attempt).update(
+            cache_key=attempt.cache_key, params_read=attempt.params_read, reused_from_id=attempt.reused_from,
+        )
+        return ready
     if attempt.ended == "succeeded":
         return record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
     if attempt.ended == "skipped":
@@ -503,9 +508,54 @@ def _format_traceback() -> str:
         return f"(the traceback could not be formatted: {type(exc).__name__})"
 
 
+def _run_code(step_run: StepRun) -> Attempt:
+    """Decide whether the step runs (an upstream skipped, its cache, its condition), run it
+    and save its output; raises what ends it otherwise (Skipped, RunCancelled, OtherCode,
+    anything the step raises)."""
+    step, params = _prepare(step_run)
+    rows = mapping.check_upstream(step_run, step)
+    key, reading = None, None
+    if step.cache:
+        # The parameters the step reads (its condition too) are kept with a cached output.
+        reading = cache.ReadingParams(params)
+        if not callable(step.cache):
+            key = cache.key_for(step_run, step, rows)
+            hit = _cache_hit(step_run, key, custom=False)
+            if hit is not None:
+                return hit
+    inputs = mapping.load_inputs(step_run, step, rows)
+    ctx = StepContext(step_run, reading or params)
+    if callable(step.cache):
+        key = cache.custom_key(step, ctx, inputs)
+        hit = _cache_hit(step_run, key, custom=True)
+        if hit is not None:
+            return hit
+    if step.when is not None and not step.when(ctx, **{name: inputs[name] for name in step.when_inputs}):
+        raise Skipped(f"its condition ({step.pipeline.snapshot_step(step.name).get('when')}) is false")
+    value = step.func(ctx, **inputs)
+    if isinstance(value, Skip):
+        raise Skipped(f"it returned skip({value.reason!r})" if value.reason else "it returned skip()")
+    path, inline = _save_output(step_run, value)
+    return Attempt(
+        "succeeded", output_path=path, output_inline=inline, cache_key=key or "",
+        params_read=cache.params_read(reading, step_run.run.params) if reading is not None and key else None,
+    )
+
+
+def _cache_hit(step_run: StepRun, key: str, custom: bool) -> Attempt | None:
+    """A succeeded attempt that reuses a cached output, or None (a miss, or "ignore cache")."""
+    if cache.ignored(step_run.run_id):
+        return None
+    hit = cache.lookup(key, step_run.run_id, step_run.run.params, custom)
+    if hit is None:
+        return None
+    print(f"reused the output of run #{hit.run_id} (cache hit): the step did not run")
+    return Attempt("succeeded", output_path=hit.output_path, output_inline=hit.output_inline, cache_key=key,
+                   params_read=hit.params_read, reused_from=hit.reused_from_id or hit.pk)
+
+
 def _prepare(step_run: StepRun):
-    """Find the step's code, its upstream outputs and its parameters, or raise with a
-    message an operator can act on."""
+    """Find the step's code and its parameters, or raise with a message an operator can act on."""
     run = step_run.run
     pipe = registry.get(run.pipeline_name)
     if pipe is None:
@@ -520,9 +570,7 @@ def _prepare(step_run: StepRun):
     loaded = pipe.snapshot()["source_hash"]
     if loaded != run.snapshot.source_hash:
         raise OtherCode(loaded)
-    inputs = mapping.load_inputs(step_run, pipe, step)
-    params = pipe.make_params(run.params)
-    return step, inputs, params
+    return step, pipe.make_params(run.params)
 
 
 def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") -> Ready:

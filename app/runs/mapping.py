@@ -92,15 +92,22 @@ def skip_reason(statuses: dict, when_upstream: str) -> str | None:
     return None
 
 
-def load_inputs(step_run: StepRun, pipe, step) -> dict:
-    """What a step's parameters receive: each upstream step's output (a mapped one's results
-    gathered), a group's outputs as a dict by step name, and an item its own input. Raises
-    engine.Skipped when an upstream step was skipped and the step does not run then."""
-    groups = pipe.groups()
-    rows = upstream_rows(step_run.run_id, pipe.upstream(step))
+def check_upstream(step_run: StepRun, step) -> dict:
+    """The rows of the step's upstream steps (upstream_rows); raises engine.Skipped when one
+    was skipped and the step does not run then (skip_reason)."""
+    rows = upstream_rows(step_run.run_id, step.pipeline.upstream(step))
     why = skip_reason({name: row[1] for name, row in rows.items()}, step.when_upstream)
     if why:
         raise engine.Skipped(why)
+    return rows
+
+
+def load_inputs(step_run: StepRun, step, rows: dict) -> dict:
+    """What a step's parameters receive, from its upstream `rows` (check_upstream): each
+    upstream step's output (a mapped one's results gathered; a skipped one's None), a group's
+    outputs as a dict by step name (without skipped ones), and an item its own input."""
+    pipe = step.pipeline
+    groups = pipe.groups()
 
     def value(name):
         pk, status, path, inline, items_total = rows[name]
