@@ -107,6 +107,8 @@ class StepRun(Schema):
     seconds: float | None = Field(description="How long its last attempt ran")
     error: str = Field(description="One line on why it failed; empty otherwise")
     reused_from_run: int | None = Field(description="The run whose output it reused (retry from failure)")
+    load_seconds: float | None = Field(description="Seconds its succeeded attempt spent loading its inputs")
+    save_seconds: float | None = Field(description="Seconds its succeeded attempt spent saving its output(s)")
 
     @staticmethod
     def resolve_seconds(step_run):

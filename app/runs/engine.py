@@ -400,6 +400,8 @@ class Attempt:
     loaded_hash: str = ""  # other_code: the code this process has
     logged: bool = False  # the step wrote to its log (else there is no log to read)
     interrupted: bool = False  # by Ctrl-C
+    load_seconds: float | None = None  # preparing the step: its inputs loaded (a success only)
+    save_seconds: float | None = None  # its output(s) saved
 
 
 def _attempt(step_run: StepRun) -> Attempt:
@@ -408,10 +410,14 @@ def _attempt(step_run: StepRun) -> Attempt:
     log_file = artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)
     with capture.capture(log_file, settings.STEP_LOG_MAX_BYTES) as written:
         try:
+            started = time.perf_counter()
             func, inputs, params = _prepare(step_run)
+            load_seconds = time.perf_counter() - started
             value = func(StepContext(step_run, params), **inputs)
+            started = time.perf_counter()
             path, inline = _save_output(step_run, value)
-            attempt = Attempt("succeeded", output_path=path, output_inline=inline)
+            attempt = Attempt("succeeded", output_path=path, output_inline=inline, load_seconds=load_seconds,
+                              save_seconds=time.perf_counter() - started)
         except RunCancelled:
             attempt = Attempt("cancelled")
         except OtherCode as exc:
@@ -432,7 +438,8 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
     if attempt.ended == "succeeded":
-        return _record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
+        output = (attempt.output_path, attempt.output_inline, attempt.load_seconds, attempt.save_seconds)
+        return _record_success(step_run, log_text, output, claim_next)
     if attempt.ended == "cancelled":
         return _record_cancelled(step_run, log_text)
     if attempt.ended == "other_code":
@@ -445,9 +452,11 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
 
 
 def _save_output(step_run: StepRun, value) -> tuple[str, bytes | None]:
+    step = registry.get(step_run.run.pipeline_name).steps[step_run.node_name]  # _prepare found it
     try:
         return artifacts.save_output(
-            step_run.run_id, step_run.step_name, value, step_run.attempt, inline_max=settings.STEP_OUTPUT_INLINE_BYTES
+            step_run.run_id, step_run.step_name, value, step_run.attempt, inline_max=settings.STEP_OUTPUT_INLINE_BYTES,
+            format=step.format, outputs=step.outputs,
         )
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(
@@ -489,7 +498,7 @@ def _prepare(step_run: StepRun):
     if loaded != run.snapshot.source_hash:
         raise OtherCode(loaded)
     groups = pipe.groups()
-    wanted = [name for want in step.inputs for name in groups.get(want, [want])]
+    wanted = [name for want in step.inputs for name in groups.get(want, [pipe.source(want)[0]])]
     inputs = {}
     if wanted:
         saved = {
@@ -497,14 +506,17 @@ def _prepare(step_run: StepRun):
             StepRun.objects.filter(run=run, step_name__in=wanted).values_list("step_name", "output_path", "output_inline")
         }
 
-        def output(name):
+        def output(name, part=None):
             path, inline = saved[name]
             # A step marked succeeded by hand (app.runs.actions.mark_step) produced nothing:
             # what takes its output receives None, as the confirmation page said.
-            return artifacts.load_output(path, inline) if path or inline is not None else None
+            return artifacts.load_output(path, inline, part) if path or inline is not None else None
 
         for want in step.inputs:
-            inputs[want] = {name: output(name) for name in groups[want]} if want in groups else output(want)
+            # A named output (pipe.source): only that one is read of its step's outputs.
+            inputs[want] = (
+                {name: output(name) for name in groups[want]} if want in groups else output(*pipe.source(want))
+            )
     params = pipe.make_params(run.params)
     return step.func, inputs, params
 
