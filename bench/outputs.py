@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """What passing a big DataFrame between two steps costs, Parquet against pickle:
-`python bench/outputs.py [--rows 2000000 --repeat 5]`.
+`python bench/outputs.py [--rows 2000000 --repeat 5 --column category|text]`.
 
 In one fresh SQLite DATA_DIR (the artifact store on this machine's disk), the two-step
 pipelines of bench/pipelines/outputs.py run through the engine (`start_run` + `run_inline`,
 the worker's code path, in this process): `make` returns a DataFrame of --rows rows (three
-numeric columns and a categorical one), declared as Parquet in one pipeline and as pickle in
+numeric columns and one of region names: categorical, or with --column text plain strings,
+pandas' `str` dtype), declared as Parquet in one pipeline and as pickle in
 the other, and `take` receives it. Read from the step runs: `save_s` (make's save_seconds:
 the output written and put in the store), `load_s` (take's load_seconds: its input read back,
 with the rest of preparing the step) and `bytes` (the file in the store).
@@ -36,9 +37,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--column", choices=["category", "text"], default="category")
     args = parser.parse_args()
     run_in_temporary_site(
-        "mlops-bench-outputs-", bench, args, DEBUG="0", PIPELINES_PACKAGE="bench.pipelines", BENCH_ROWS=str(args.rows)
+        "mlops-bench-outputs-", bench, args, DEBUG="0", PIPELINES_PACKAGE="bench.pipelines", BENCH_ROWS=str(args.rows),
+        BENCH_COLUMN=args.column,
     )
 
 
@@ -60,7 +63,7 @@ def bench(args):
     from app.runs import engine
     from bench.pipelines.outputs import frame
 
-    value = frame(args.rows)
+    value = frame(args.rows, args.column)
     pickled = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     table = pyarrow.Table.from_pandas(value)
 
@@ -71,7 +74,7 @@ def bench(args):
 
     in_memory = parquet_bytes()
     floor = {
-        "mode": "floor", "rows": args.rows, "memory_bytes": int(value.memory_usage(deep=True).sum()),
+        "mode": "floor", "rows": args.rows, "column": args.column, "memory_bytes": int(value.memory_usage(deep=True).sum()),
         "copy_s": timed(lambda: value.copy(deep=True), args.repeat),
         "dumps_s": timed(lambda: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), args.repeat),
         "loads_s": timed(lambda: pickle.loads(pickled), args.repeat), "pickle_bytes": len(pickled),
@@ -95,7 +98,7 @@ def bench(args):
         save, load = statistics.median(saves), statistics.median(loads)
         save_floor, load_floor = ("dumps_s", "loads_s") if fmt == "pickle" else ("parquet_write_s", "parquet_read_s")
         print(json.dumps({
-            "mode": fmt, "rows": args.rows, "save_s": round(save, 4), "load_s": round(load, 4), "bytes": sizes[0],
+            "mode": fmt, "rows": args.rows, "column": args.column, "save_s": round(save, 4), "load_s": round(load, 4), "bytes": sizes[0],
             "save_over_floor": round(save / floor[save_floor], 2), "load_over_floor": round(load / floor[load_floor], 2),
             "cpus": os.cpu_count(),
         }), flush=True)

@@ -1,11 +1,18 @@
 """How a step output is written to a file: pickle (the default, anything picklable), Parquet
 (a pandas DataFrame or a pyarrow Table, written with pyarrow) or .npy (a numpy array).
 
-Measured (bench/outputs.py, a 2,000,000-row DataFrame, see docs/benchmarks.md): Parquet is
-smaller on disk and cheaper to load than the DataFrame's pickle, most of all in an object store
-where every byte is a GET; a plain numpy array's .npy is its buffer with a 128-byte header,
-loaded without running any of the pickle's code. Pickle stays the default for everything
-else, and for a value of one of those types that a format cannot hold faithfully.
+Why, and what it costs (bench/outputs.py, a 2,000,000-row DataFrame of three numeric columns
+and one of five region names, on this 2-CPU machine's disk, docs/benchmarks.md): Parquet is
+not faster here: it took 0.24 s to save and 0.09–0.12 s to load against the pickle's 0.02 s
+and 0.04–0.05 s, since a pickle of numeric columns is little more than a copy of their
+buffers while Parquet encodes and compresses. It is smaller, 42 MB against 50 MB (73.6 MB with
+the names as plain strings), which is what an object store's PUTs and GETs move; and it is
+data, not code: loading it runs nothing the pipeline defined (the step page previews outputs
+in the web process), any Parquet reader opens it without the pipeline's code or the same
+pandas version, and a DataFrame pickled by one pandas version may not load in another. A
+numpy array's .npy is its buffer behind a small header, loaded with allow_pickle=False, for
+the same reasons. Pickle stays the default for everything else, and for a value of one of
+those types that a format cannot hold faithfully.
 
 Chosen by type, when the step declares nothing (`choose`):
 - a `pandas.DataFrame` or a `pyarrow.Table` (the classes themselves: a subclass may carry

@@ -1,5 +1,6 @@
 """Two-step pipelines for bench/outputs.py: `make` returns a DataFrame of BENCH_ROWS rows
-(default 2,000,000; three numeric columns and a categorical one), `take` receives it through
+(default 2,000,000; three numeric columns and a fourth of five region names, categorical or,
+with BENCH_COLUMN=text, plain strings), `take` receives it through
 the artifact store. `bench_outputs_parquet` declares format="parquet" for it,
 `bench_outputs_pickle` format="pickle"; the step runs' save_seconds and load_seconds are what
 the bench reads."""
@@ -11,18 +12,22 @@ import numpy
 from app.pipelines import pipeline
 
 ROWS = int(os.environ.get("BENCH_ROWS", "2000000"))
+COLUMN = os.environ.get("BENCH_COLUMN", "category")
+REGIONS = ["north", "south", "east", "west", "centre"]
 
 
-def frame(rows: int = ROWS):
+def frame(rows: int = ROWS, column: str = COLUMN):
     """The same DataFrame every time (seeded)."""
     import pandas  # only the bench needs pandas; the no-op pipelines beside this one do not
 
     rng = numpy.random.default_rng(7)
+    codes = rng.integers(0, 5, rows)
     return pandas.DataFrame({
         "id": numpy.arange(rows, dtype="int64"),
         "amount": rng.normal(100, 15, rows),
         "score": rng.random(rows),
-        "region": pandas.Categorical.from_codes(rng.integers(0, 5, rows), ["north", "south", "east", "west", "centre"]),
+        "region": pandas.Categorical.from_codes(codes, REGIONS) if column == "category"
+        else pandas.array(numpy.array(REGIONS)[codes], dtype="str"),
     })
 
 
