@@ -480,6 +480,12 @@ def test_the_step_page_shows_each_named_output_and_the_times(splitting, operator
     assert (f"(loading inputs {split.load_seconds:.2f} s · saving output {split.save_seconds:.2f} s)") in page
 
 
+def test_the_pipeline_page_of_a_step_lists_its_named_outputs(splitting, operator_client):
+    page = operator_client.get(reverse("pipeline_step", args=["t_named", "split"])).content.decode()
+
+    assert "<dt>Named outputs</dt><dd><code>X_train</code> <code>X_test</code> <code>y_train</code> <code>y_test</code>" in page
+
+
 def test_a_named_output_downloads_as_its_file(splitting, operator_client):
     finished = run("t_named")
 

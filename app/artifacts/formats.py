@@ -44,6 +44,7 @@ imported only to write or read a Parquet file, numpy only for an .npy file.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import io
@@ -86,7 +87,13 @@ def _is_table(value, exact: bool) -> bool:
 
 
 def has_pyarrow() -> bool:
-    return _module("pyarrow") is not None or importlib.util.find_spec("pyarrow") is not None
+    """Whether Parquet can be written here (pandas 3 imports pyarrow itself when it is installed)."""
+    return _module("pyarrow") is not None or _installed("pyarrow")
+
+
+@functools.cache
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
 
 
 class Format:
