@@ -7,6 +7,7 @@ import pickle
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app.pipelines import DefinitionError, ParamError, Params, Pipeline, StepFailed, param
@@ -267,3 +268,52 @@ def test_a_map_runs_once_per_item_in_the_harness():
 
     assert result.outputs["size"] == {"a": (0, 1), "b": (1, 2)}
     assert result.attempts["size"] == [1, 1]
+
+
+def test_named_outputs_and_parameters_naming_one_work_as_on_a_worker():
+    pipe = Pipeline(name="splitting")
+    received = {}
+
+    @pipe.step(outputs={"X_train": "npy", "X_test": "npy", "table": None})
+    def split(ctx):
+        table = pd.DataFrame({"when": pd.date_range("2026-01-01", periods=3)}, index=pd.Index([7, 8, 9], name="id"))
+        return np.ones((4, 2)), np.zeros((1, 2)), table  # a tuple, in the declared order
+
+    @pipe.step()
+    def fit(ctx, X_train, table):
+        received["fit"] = (X_train, table)
+        return float(X_train.sum())
+
+    @pipe.step()
+    def report(ctx, split):
+        return sorted(split)
+
+    result = pipe.run_local()
+
+    X_train, table = received["fit"]
+    assert X_train.shape == (4, 2) and table.index.name == "id" and str(table["when"].dtype).startswith("datetime64")
+    assert result.outputs["fit"] == 8.0 and result.outputs["report"] == ["X_test", "X_train", "table"]
+    assert list(result.outputs["split"]) == ["X_train", "X_test", "table"]
+    given = pipe.run_local(given={"split": {"X_train": np.ones((1, 2)), "X_test": np.ones((1, 2)), "table": table}})
+    assert given.outputs["fit"] == 2.0
+
+
+def test_outputs_that_are_not_the_declared_ones_fail_the_step_with_the_workers_message():
+    pipe = Pipeline(name="mismatched")
+
+    @pipe.step(outputs=["a", "b"])
+    def split(ctx):
+        return {"a": 1}
+
+    @pipe.step(format="npy")
+    def array(ctx):
+        return [1, 2]
+
+    with pytest.raises(StepFailed) as caught:
+        pipe.run_local()
+
+    assert str(caught.value.error) == (
+        "step 'split' declares the outputs a, b, but returned a dict with the keys 'a' (missing: b)"
+    )
+    with pytest.raises(StepFailed, match="step 'array' declares format='npy', but returned a list; npy takes a numpy"):
+        pipe.run_local(given={"split": (1, 2)})

@@ -51,8 +51,10 @@ def pipeline_out(pipe, set_names, paused) -> dict:
         "description": pipe.description,
         "params": [spec.as_dict() for spec in pipe.param_specs],
         "steps": [
-            # Inputs are upstream too in snapshots older than inferred edges; a group is not a step.
-            {"name": s["name"], "upstream": sorted(set(s["after"]) | set(s["inputs"]) - set(pipe.groups())),
+            # Inputs are upstream too in snapshots older than inferred edges; a group or a named
+            # output is not a step (its step is in `after`).
+            {"name": s["name"],
+             "upstream": sorted(set(s["after"]) | set(s["inputs"]) - set(pipe.groups()) - set(pipe.output_owners())),
              "queue": s["queue"] or DEFAULT_QUEUE}
             for s in pipe.snapshot()["steps"]
         ],

@@ -121,6 +121,8 @@ class StepRun(Schema):
     error: str = Field(description="One line on why it failed; empty otherwise")
     reused_from_run: int | None = Field(description="The run whose output it reused (retry from failure)")
     items: Items | None = Field(description="A mapped step's items (each a step run of its own), once it has them")
+    load_seconds: float | None = Field(description="Seconds its succeeded attempt spent loading its inputs")
+    save_seconds: float | None = Field(description="Seconds its succeeded attempt spent saving its output(s)")
 
     @staticmethod
     def resolve_items(step_run):

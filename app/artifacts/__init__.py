@@ -1,7 +1,10 @@
 """The artifact store: step outputs, model files and step logs, on this machine's disk or in
-an object store shared by several machines (ARTIFACTS_URL). `store.py` holds outputs, model
-files and the store's id; `logs.py` the step logs. Imports nothing of the app."""
+an object store shared by several machines (ARTIFACTS_URL). `store.py` holds files (model
+files, the store's id, the atomic writes everything uses); `outputs.py` step outputs, one
+value or several named ones, each written in its format (`formats.py`: pickle, Parquet,
+.npy); `logs.py` the step logs. Imports nothing of the app."""
 
+from app.artifacts.formats import FORMATS, OutputError  # noqa: F401
 from app.artifacts.logs import (  # noqa: F401
     CHUNK_BYTES,
     FLUSH_SECONDS,
@@ -13,6 +16,7 @@ from app.artifacts.logs import (  # noqa: F401
     open_log,
     read_log,
 )
+from app.artifacts.outputs import is_manifest, load_output, manifest, save_output, split  # noqa: F401
 from app.artifacts.store import (  # noqa: F401
     ArtifactError,
     MissingArtifact,
@@ -20,14 +24,12 @@ from app.artifacts.store import (  # noqa: F401
     delete,
     delete_tree,
     is_local,
-    load_output,
     local_copy,
     new_store_id,
     open_artifact,
     read_store_id,
     resolve,
     root,
-    save_output,
     size_of,
     step_dir,
     storage,

@@ -17,7 +17,6 @@ that code needs on disk (a model format saves to and loads from a path) gets the
 import contextlib
 import functools
 import os
-import pickle
 import posixpath
 import secrets
 import shutil
@@ -119,7 +118,7 @@ def step_dir(run_id: int, step_name: str) -> Path:
     return path
 
 
-class _Placement:
+class Placement:
     """A file being written as the artifact `name`: a temporary file (created when first
     asked for), put in the store whole by `place` (renamed into place on disk, uploaded to
     an object store), removed by `discard` if it was not placed."""
@@ -164,7 +163,7 @@ class _Placement:
 def write_atomically(name: str, write) -> int:
     """Call `write(temporary_path)` and put the file in the store as `name` in one step, so
     a reader never sees half of it; returns its size in bytes."""
-    placement = _Placement(name)
+    placement = Placement(name)
     try:
         write(placement.path())
         return placement.place()
@@ -215,66 +214,6 @@ def open_artifact(name: str):
         return storage().open(check_name(name), "rb")
     except FileNotFoundError:
         raise MissingArtifact(f"{name!r} is missing from the artifact store") from None
-
-
-def save_output(run_id: int, step_name: str, value, attempt: int = 1, inline_max: int = 0) -> tuple[str, bytes | None]:
-    """Persist a step's return value, pickled. Returns `(name, None)`: its file in the store;
-    or, when the pickle is at most `inline_max` bytes, `("", the pickle)` for the caller to
-    keep in the database, and no file at all (creating one measured 0.4–1.5 ms on this disk,
-    more than the rest of a step's bookkeeping; in an object store a PUT and later a GET).
-    Each attempt has a file of its own, so an attempt given up for dead that finishes late
-    cannot overwrite the output of the attempt that replaced it."""
-    suffix = ".pkl" if attempt == 1 else f".{int(attempt)}.pkl"  # the first attempt keeps the old name
-    name = f"runs/{int(run_id)}/{step_name}{suffix}"
-    placement = _Placement(name)
-    sink = _Spill(inline_max, placement)
-    try:
-        pickle.dump(value, sink, protocol=pickle.HIGHEST_PROTOCOL)
-        if sink.file is None:
-            return "", bytes(sink.held)
-        sink.file.close()
-        placement.place()
-        return name, None
-    finally:
-        if sink.file is not None:
-            sink.file.close()
-        placement.discard()
-
-
-class _Spill:
-    """What a pickle writes: held in memory while it fits in `limit` bytes, then all of it
-    streamed to the placement's temporary file (a large output is never held twice)."""
-
-    def __init__(self, limit: int, placement: _Placement):
-        self.limit = limit
-        self.placement = placement
-        self.held = bytearray()
-        self.file = None
-
-    def write(self, data) -> int:
-        size = memoryview(data).nbytes
-        if self.file is None:
-            if len(self.held) + size <= self.limit:
-                self.held += data
-                return size
-            self.file = open(self.placement.path(), "wb")  # noqa: SIM115 — closed by save_output
-            self.file.write(self.held)
-            self.held = bytearray()
-        self.file.write(data)
-        return size
-
-
-def load_output(name: str, inline: bytes | None = None):
-    """Load a step output saved by save_output: from `inline` (the pickle it returned to
-    be kept in the database) when given, else from the file `name`."""
-    if inline is not None:
-        return pickle.loads(inline)
-    try:
-        handle = open_artifact(name)
-    except MissingArtifact:
-        raise MissingArtifact(f"the saved output {name!r} is missing from the artifact store") from None
-    with handle:
-        return pickle.load(handle)
 
 
 # --- the store's id ------------------------------------------------------------------------

@@ -172,7 +172,8 @@ class StepRun(Timed, models.Model):
     error = models.CharField(max_length=500, blank=True, help_text="One-line summary of the failure")
     output_path = models.CharField(max_length=500, blank=True, help_text="Relative to the artifact store")
     # A small output's pickle (at most STEP_OUTPUT_INLINE_BYTES) is kept here instead of a
-    # file at output_path (app.artifacts.save_output).
+    # file at output_path (app.artifacts.save_output). Named outputs: output_path names their
+    # manifest (…/<step>.outputs), whose bytes are kept here too when it is small.
     output_inline = models.BinaryField(null=True, blank=True, editable=False)
     # An operator set the outcome by hand (app.runs.actions.mark_step): who, why and when.
     # A step marked succeeded this way has no output; its dependants receive None.

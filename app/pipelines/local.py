@@ -11,15 +11,19 @@ API as a worker's context, with what the step records (logs, metrics, tables, mo
 the `LocalRun` instead of stored. What a worker would refuse is refused here with the same
 message, so a test catches it: bad parameters (ParamError), a definition with problems
 (DefinitionError), an output that cannot be pickled, a metric that is not a number, a table
-too big, a model its format cannot write. Outputs go from step to step through pickle, as in
-a worker, so a step that changes its input cannot change what another step receives.
+too big, a model its format cannot write, a value its declared format cannot take, named
+outputs that are not the ones declared. Outputs go from step to step written and read in their
+format (app.artifacts.formats: pickle, Parquet, .npy), as in a worker, so a step that changes
+its input cannot change what another step receives; named outputs are saved one by one, and a
+parameter naming one receives that one. One difference: a worker keeps a small DataFrame or
+array in the database as a pickle, while run_local writes every one in its format, so a test
+on small data meets what Parquet cannot hold.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import tempfile
 import typing
 from pathlib import Path
@@ -182,7 +186,7 @@ def run_local(pipe: Pipeline, params: dict | None = None, *, given: dict | None 
     unknown = sorted(set(given) - set(pipe.steps))
     if unknown:
         raise ValueError(f"given= names no step of {pipe.name!r}: {', '.join(unknown)}")
-    saved = {name: _saved(local, name, value) for name, value in given.items()}
+    saved = {name: _saved(pipe.steps[name], value) for name, value in given.items()}
     groups = pipe.groups()
     for position, name in enumerate(dag.topological_order(pipe.graph())):
         if name in given:
@@ -195,10 +199,11 @@ def run_local(pipe: Pipeline, params: dict | None = None, *, given: dict | None 
             continue
 
         def load(want):
-            return None if want in local.skipped else pickle.loads(saved[want])
+            source, part = pipe.source(want)  # a named output: that one only
+            return None if source in local.skipped else _loaded(saved[source], part)
 
         inputs = {
-            want: {member: load(member) for member in groups[want] if member not in local.skipped}
+            want: {member: _loaded(saved[member]) for member in groups[want] if member not in local.skipped}
             if want in groups else load(want)
             for want in step.inputs
         }
@@ -210,20 +215,12 @@ def run_local(pipe: Pipeline, params: dict | None = None, *, given: dict | None 
         if isinstance(value, _Skipped):
             local.skipped[name] = value.why
             continue
-        saved[name] = _saved(local, name, value)
-        local.outputs[name] = pickle.loads(saved[name])
+        try:
+            saved[name] = _saved(step, value)
+        except Exception as exc:
+            raise _failed(local, name, local.attempts.get(name, 1), exc) from exc
+        local.outputs[name] = _loaded(saved[name])
     return local
-
-
-def _saved(local: LocalRun, name: str, value) -> bytes:
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        error = TypeError(
-            f"step {name!r} returned a {type(value).__module__}.{type(value).__qualname__}, which cannot be "
-            f"saved: step outputs are pickled ({type(exc).__name__}: {exc})"
-        )
-        raise _failed(local, name, local.attempts.get(name, 1), error) from exc
 
 
 @dataclasses.dataclass
@@ -258,6 +255,56 @@ def _map(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, can
         results.append(None if isinstance(value, _Skipped) else value)
     local.attempts[step.name] = attempts
     return dict(zip(keys, results)) if keys is not None else results
+
+
+def _formats():
+    # Imported when a run needs it: app.artifacts imports Django's storage API, and this
+    # package imports nothing of Django (see app/pipelines/__init__.py).
+    from app.artifacts import formats, outputs
+
+    return formats, outputs
+
+
+def _saved(step, value):
+    """What a worker would save of `value`: (format, bytes), or {output: (format, bytes)}
+    for named outputs. Raises as the worker fails the step."""
+    formats, outputs = _formats()
+    if step.outputs is None:
+        return _written(formats, f"step {step.name!r}", value, step.format, whole=True)
+    parts = outputs.split(step.name, value, list(step.outputs))
+    return {
+        name: _written(formats, f"step {step.name!r}, output {name!r}", part, step.outputs[name], whole=False)
+        for name, part in parts.items()
+    }
+
+
+def _written(formats, label: str, value, declared: str | None, whole: bool):
+    fmt = formats.choose(value, 0, label) if declared is None else formats.declared(declared, value, label)
+    fmt, prepared = formats.prepared(fmt, value, label, chosen=declared is None)
+    try:
+        return fmt, fmt.dumps(prepared)
+    except Exception as exc:
+        if fmt is not formats.PICKLE:
+            raise
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        if whole:
+            raise TypeError(
+                f"{label} returned a {kind}, which cannot be saved: step outputs are pickled "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        raise formats.OutputError(
+            f"{label} is a {kind}, which cannot be saved: it is pickled ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _loaded(stored, part: str | None = None):
+    """A saved output read back: one value, all named outputs as a dict, or one of them."""
+    if isinstance(stored, tuple):
+        fmt, data = stored
+        return fmt.loads(data)
+    if part is not None:
+        return _loaded(stored[part])
+    return {name: _loaded(value) for name, value in stored.items()}
 
 
 def _call(local: LocalRun, pipe: Pipeline, step, position: int, inputs: dict, cancelled: bool, index=None):

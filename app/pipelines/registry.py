@@ -20,6 +20,12 @@ API (pipeline modules import it through `app.pipelines`).
     @train.step(after=[forest])      # after=: order only, no output passed
     def report(ctx, models): ...     # … arrive together: {"forest": …, …} by step name
 
+    @train.step(outputs=["X_train", "X_test"])   # named outputs, each saved on its own …
+    def split(ctx, load): return {"X_train": …, "X_test": …}
+
+    @train.step(format="parquet")    # a declared format (else chosen by type)
+    def score(ctx, X_test): ...      # … a parameter naming one receives that one only
+
 This module has no Django imports: pipeline modules import only the pipeline API and their
 own libraries. Definitions are collected here and checked by `validate()`; the Django side
 (app.apps, app.pipelines.checks) discovers `pipelines/` at start-up and only keeps valid
@@ -66,6 +72,9 @@ ISOLATIONS = ("process", "thread")
 DEFAULT_QUEUE = "default"
 QUEUE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 QUEUE_RULE = "queue must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
+# How a step output is written (app.artifacts.formats, which tests/test_output_formats.py
+# checks has exactly these): named here too, since this module imports nothing of Django.
+OUTPUT_FORMATS = ("pickle", "parquet", "npy")
 
 
 def valid_queue(queue) -> bool:
@@ -103,6 +112,10 @@ class Step:
     timeout: float | None = None
     queue: str = DEFAULT_QUEUE
     group: str | None = None
+    # The declared format of its output (None: chosen by type), and its named outputs in
+    # order, each with its declared format (None: `format`, else chosen by type).
+    format: str | None = None
+    outputs: dict[str, str | None] | None = None
     # A mapped step (`@p.map(over=...)`): the upstream step whose output's items it runs once each.
     map_over: str | None = None
     # A condition (`when=`): called with ctx and the inputs it names; false skips the step.
@@ -200,11 +213,12 @@ class Pipeline:
         return decorate
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
-             queue=None, group=None, when=None, when_upstream="all", cache=False):
+             queue=None, group=None, when=None, when_upstream="all", cache=False, format=None, outputs=None):
         """Decorator adding a step. The function's parameters after `ctx` name what it takes:
-        a step (its output arrives, and the step runs after it) or a group (a dict of the
-        outputs of the group's steps, by step name, in the order they were defined). `after`
-        lists further steps (functions or names) it waits for without taking their output.
+        a step (its output arrives, and the step runs after it), a group (a dict of the
+        outputs of the group's steps, by step name, in the order they were defined) or a
+        named output of another step (that output only). `after` lists further steps
+        (functions or names) it waits for without taking their output.
         `group`: the group this step belongs to (a name that is not a step's).
 
         Conditions: `when=` a function called before the step with `ctx` and the step's
@@ -217,6 +231,12 @@ class Pipeline:
         `cache=True`: a step whose code, inputs and the parameters it reads are those of an
         earlier success reuses that output instead of running ("reused from run #N");
         `cache=<function of ctx and inputs>` gives the key itself (app.runs.cache).
+        `format`: how its output is saved, "pickle", "parquet" (a pandas DataFrame or a
+        pyarrow Table) or "npy" (a numpy array); by default chosen by the value's type
+        (app.artifacts.formats). `outputs=["X_train", "y_train"]`: the step returns a dict
+        with those keys (or a tuple in that order) and each is saved on its own, in its
+        format (`outputs={"X_train": "npy", "report": "pickle"}` declares them one by one).
+        A parameter naming the step receives them all, as a dict by name.
 
         A failed attempt is tried again up to `retries` times, the n-th retry
         `retry_delay * backoff ** (n - 1)` seconds after the failure. An attempt still going
@@ -228,7 +248,7 @@ class Pipeline:
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
                              timeout=timeout, isolation=isolation, queue=queue, group=group, when=when,
-                             when_upstream=when_upstream, cache=cache)(after)
+                             when_upstream=when_upstream, cache=cache, format=format, outputs=outputs)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -288,6 +308,12 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: {QUEUE_RULE}, not {queue!r}")
             if group is not None and not (isinstance(group, str) and group.isidentifier()):
                 self.problems.append(f"step {step_name!r}: group must be a Python identifier, not {group!r}")
+            if format is not None and format not in OUTPUT_FORMATS:
+                self.problems.append(
+                    f"step {step_name!r}: format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}"
+                )
+            named, problems = _named_outputs(step_name, outputs)
+            self.problems.extend(problems)
             inputs = [
                 p.name for p in parameters[1:]
                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.default is p.empty  # reported above
@@ -302,8 +328,11 @@ class Pipeline:
                 )
             step = Step(
                 self, step_name, func, upstream, inputs, retries, retry_delay, backoff,
-                isolation or self.isolation, timeout, queue or self.queue, group, when=when,
-                when_upstream=when_upstream, when_inputs=when_inputs, cache=cache,
+                isolation or self.isolation, timeout, queue or self.queue, group,
+                format if format in OUTPUT_FORMATS else None,
+                {output: fmt or (format if format in OUTPUT_FORMATS else None) for output, fmt in named.items()}
+                if named is not None else None,
+                when=when, when_upstream=when_upstream, when_inputs=when_inputs, cache=cache,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -329,6 +358,7 @@ class Pipeline:
         for group in [g for g in groups if g in self.steps]:
             problems.append(f"group {group!r} has the name of a step: a parameter {group!r} could mean either")
             del groups[group]
+        owners = self._output_problems(groups, problems)
         for step in self.steps.values():
             for dep in step.after:
                 if dep not in self.steps:
@@ -336,20 +366,61 @@ class Pipeline:
             if step.map_over is not None and step.map_over not in self.steps:
                 problems.append(f"step {step.name!r}: maps over unknown step {step.map_over!r}")
             for wanted in step.inputs:
-                if wanted not in self.steps and wanted not in groups:
+                if wanted not in self.steps and wanted not in groups and wanted not in owners:
+                    what = "step, group or output" if owners else "step or group"
                     problems.append(
-                        f"step {step.name!r} ({step.where}): parameter {wanted!r} names no step or group of "
-                        f"{self.name!r} (steps: {', '.join(self.steps)}{'; groups: ' + ', '.join(groups) if groups else ''}); "
+                        f"step {step.name!r} ({step.where}): parameter {wanted!r} names no {what} of "
+                        f"{self.name!r} (steps: {', '.join(self.steps)}"
+                        f"{'; groups: ' + ', '.join(groups) if groups else ''}"
+                        f"{'; outputs: ' + ', '.join(owners) if owners else ''}); "
                         "a step's parameters after ctx take upstream outputs, read settings from ctx.params"
                     )
                 elif wanted in groups and step.name in groups[wanted]:
                     problems.append(f"step {step.name!r} takes its own group {wanted!r}")
+                elif owners.get(wanted) == step.name:
+                    problems.append(f"step {step.name!r} takes its own output {wanted!r}")
         if problems:
             return problems
         cycle = dag.find_cycle(self.graph())
         if cycle:
             problems.append("its steps form a cycle: " + " → ".join(cycle + [cycle[0]]))
         return problems
+
+    def _output_problems(self, groups: dict, problems: list) -> dict[str, str]:
+        """Named outputs must be unique in the pipeline and not the name of a step or group
+        (a parameter naming it could mean either); adds what is wrong to `problems`.
+        Returns the usable ones' owners, as `output_owners`."""
+        owners = {}
+        for step in self.steps.values():
+            for output in step.outputs or ():
+                if output in self.steps:
+                    problems.append(
+                        f"step {step.name!r}: output {output!r} has the name of a step: a parameter {output!r} "
+                        "could mean either"
+                    )
+                elif output in groups:
+                    problems.append(
+                        f"step {step.name!r}: output {output!r} has the name of a group: a parameter {output!r} "
+                        "could mean either"
+                    )
+                elif output in owners:
+                    problems.append(
+                        f"step {step.name!r}: output {output!r} is an output of step {owners[output]!r} too: "
+                        "output names must be unique in the pipeline"
+                    )
+                else:
+                    owners[output] = step.name
+        return owners
+
+    def output_owners(self) -> dict[str, str]:
+        """The step of each named output, by output name."""
+        return {output: step.name for step in self.steps.values() for output in step.outputs or ()}
+
+    def source(self, wanted: str) -> tuple[str, str | None]:
+        """What a parameter that is not a group names: (its step, None), or (the step, the
+        output) for a named output."""
+        owner = self.output_owners().get(wanted)
+        return (owner, wanted) if owner is not None else (wanted, None)
 
     def groups(self) -> dict[str, list[str]]:
         """The steps of each group, in the order they were defined."""
@@ -361,11 +432,17 @@ class Pipeline:
 
     def upstream(self, step: Step) -> list[str]:
         """The steps `step` runs after: its `after=`, then what its parameters name (a step,
-        or each step of a group), each once."""
+        each step of a group, the step of a named output), each once."""
         groups = self.groups()
+        owners = self.output_owners()
         found = dict.fromkeys(step.after)
         for wanted in step.inputs:
-            found.update(dict.fromkeys(groups.get(wanted, [wanted] if wanted in self.steps else [])))
+            if wanted in groups:
+                found.update(dict.fromkeys(groups[wanted]))
+            elif wanted in self.steps:
+                found[wanted] = None
+            elif wanted in owners:
+                found[owners[wanted]] = None
         return list(found)
 
     def graph(self) -> nx.DiGraph:
@@ -407,6 +484,8 @@ class Pipeline:
                 **({"when": _describe_condition(s.when)} if s.when else {}),
                 **({"when_upstream": s.when_upstream} if s.when_upstream != "all" else {}),
                 **({"cache": "key" if callable(s.cache) else True} if s.cache else {}),
+                **({"format": s.format} if s.format else {}),
+                **({"outputs": list(s.outputs)} if s.outputs else {}),
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -504,6 +583,35 @@ def _describe_condition(when) -> str:
     """How the pages name a condition: its function's name ("lambda" for a lambda, whose
     text is in the step's source shown next to it)."""
     return getattr(when, "__name__", "").replace("<lambda>", "lambda") or "a condition"
+
+
+def _named_outputs(step_name, outputs) -> tuple[dict | None, list[str]]:
+    """`outputs=` as {name: declared format or None} in order (None when not given), and
+    what is wrong with it."""
+    if outputs is None:
+        return None, []
+    label = f"step {step_name!r}"
+    if isinstance(outputs, dict):
+        pairs = list(outputs.items())
+    elif isinstance(outputs, (list, tuple)):
+        pairs = [(output, None) for output in outputs]
+    else:
+        return None, [f"{label}: outputs must be a list of names, or a dict of names and formats, not {outputs!r}"]
+    if not pairs:
+        return None, [f"{label}: outputs must name at least one output"]
+    named, problems = {}, []
+    for output, fmt in pairs:
+        if not (isinstance(output, str) and output.isidentifier()):
+            problems.append(f"{label}: output {output!r} must be a Python identifier")
+        elif output in named:
+            problems.append(f"{label}: output {output!r} is named twice")
+        elif fmt is not None and fmt not in OUTPUT_FORMATS:
+            problems.append(
+                f"{label}: output {output!r} has format {fmt!r}; formats are {', '.join(OUTPUT_FORMATS)}"
+            )
+        else:
+            named[output] = fmt
+    return named, problems
 
 
 def _function_problems(step_name, where, func, parameters) -> list[str]:

@@ -179,10 +179,12 @@ def rerun(run: Run, user) -> tuple[Run, list[int]]:
 
 
 def _shape(snapshot_graph: dict):
-    """What must stay the same for outputs to be reusable: the steps, their dependencies
-    and the inputs each step takes."""
+    """What must stay the same for outputs to be reusable: the steps, their dependencies,
+    the inputs each step takes and its named outputs."""
     return (
-        sorted((s["name"], sorted(s["after"]), sorted(s["inputs"])) for s in snapshot_graph["steps"]),
+        sorted(
+            (s["name"], sorted(s["after"]), sorted(s["inputs"]), s.get("outputs", [])) for s in snapshot_graph["steps"]
+        ),
         sorted(map(tuple, snapshot_graph["edges"])),
     )
 

@@ -68,9 +68,16 @@ def code_hash(step) -> str:
     return hashlib.sha256(marshal.dumps(code) if code is not None else repr(step.func).encode()).hexdigest()
 
 
-def content_hash(path: str, inline) -> str:
-    """The hash of a stored value's bytes: the pickle kept in the database, or the file."""
+def content_hash(path: str, inline, part: str | None = None) -> str:
+    """The hash of a stored value's bytes: the pickle kept in the database, or the file; of
+    named outputs, each one's (`part`: that one's only), not of where they are kept."""
     digest = hashlib.sha256()
+    entries = artifacts.manifest(path, inline) if path and artifacts.is_manifest(path) else None
+    if entries is not None:
+        for name, part_path, part_inline, _format in entries:
+            if part is None or name == part:
+                digest.update(f"{name}:{content_hash(part_path, part_inline)}".encode())
+        return digest.hexdigest()
     if inline is not None:
         digest.update(bytes(inline))
     elif path:
@@ -122,8 +129,15 @@ def key_for(step_run: StepRun, step, rows: dict) -> str:
             path, inline = StepRun.objects.values_list("input_path", "input_inline").get(pk=step_run.pk)
             digest.update(content_hash(path, inline).encode())
             continue
-        for name in groups.get(want, [want]):
+        if want in groups:
+            sources = [(name, None) for name in groups[want]]
+        else:
+            sources = [step.pipeline.source(want)]
+        for name, part in sources:
             pk, status, path, inline, items_total = rows[name]
+            if part is not None:  # one named output of a step: that one's content
+                digest.update(f"{name}.{part}:{status}:{content_hash(path, inline, part)}".encode())
+                continue
             digest.update(f"{name}:{status}:".encode() + _output_hash(pk, path, inline, items_total).encode())
     return digest.hexdigest()
 

@@ -425,6 +425,8 @@ class Attempt:
     loaded_hash: str = ""  # other_code: the code this process has
     logged: bool = False  # the step wrote to its log (else there is no log to read)
     interrupted: bool = False  # by Ctrl-C
+    load_seconds: float | None = None  # preparing the step: its inputs loaded (a success only)
+    save_seconds: float | None = None  # its output(s) saved
     # A cached step (app.runs.cache): its key, the parameters it read, and the step run whose
     # output it reused (a cache hit: the step did not run).
     cache_key: str = ""
@@ -461,13 +463,15 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
     if attempt.ended == "succeeded" and attempt.cache_key:
-        ready = record_success(step_run, log_text, (attempt.output_path, attempt.output_inline))
+        output = (attempt.output_path, attempt.output_inline, attempt.load_seconds, attempt.save_seconds)
+        ready = record_success(step_run, log_text, output)
         StepRun.objects.filter(pk=step_run.pk, status=Status.SUCCEEDED, attempt=step_run.attempt).update(
             cache_key=attempt.cache_key, params_read=attempt.params_read, reused_from_id=attempt.reused_from,
         )
         return ready
     if attempt.ended == "succeeded":
-        return record_success(step_run, log_text, (attempt.output_path, attempt.output_inline), claim_next)
+        output = (attempt.output_path, attempt.output_inline, attempt.load_seconds, attempt.save_seconds)
+        return record_success(step_run, log_text, output, claim_next)
     if attempt.ended == "skipped":
         return record_skipped(step_run, log_text, attempt.error)
     if attempt.ended == "cancelled":
@@ -482,9 +486,11 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
 
 
 def _save_output(step_run: StepRun, value) -> tuple[str, bytes | None]:
+    step = registry.get(step_run.run.pipeline_name).steps[step_run.node_name]  # _prepare found it
     try:
         return artifacts.save_output(
-            step_run.run_id, step_run.step_name, value, step_run.attempt, inline_max=settings.STEP_OUTPUT_INLINE_BYTES
+            step_run.run_id, step_run.step_name, value, step_run.attempt, inline_max=settings.STEP_OUTPUT_INLINE_BYTES,
+            format=step.format, outputs=step.outputs,
         )
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(
@@ -512,6 +518,7 @@ def _run_code(step_run: StepRun) -> Attempt:
     """Decide whether the step runs (an upstream skipped, its cache, its condition), run it
     and save its output; raises what ends it otherwise (Skipped, RunCancelled, OtherCode,
     anything the step raises)."""
+    started = time.perf_counter()
     step, params = _prepare(step_run)
     rows = mapping.check_upstream(step_run, step)
     key, reading = None, None
@@ -524,6 +531,7 @@ def _run_code(step_run: StepRun) -> Attempt:
             if hit is not None:
                 return hit
     inputs = mapping.load_inputs(step_run, step, rows)
+    load_seconds = time.perf_counter() - started
     ctx = StepContext(step_run, reading or params)
     if callable(step.cache):
         key = cache.custom_key(step, ctx, inputs)
@@ -535,9 +543,11 @@ def _run_code(step_run: StepRun) -> Attempt:
     value = step.func(ctx, **inputs)
     if isinstance(value, Skip):
         raise Skipped(f"it returned skip({value.reason!r})" if value.reason else "it returned skip()")
+    started = time.perf_counter()
     path, inline = _save_output(step_run, value)
     return Attempt(
-        "succeeded", output_path=path, output_inline=inline, cache_key=key or "",
+        "succeeded", output_path=path, output_inline=inline, load_seconds=load_seconds,
+        save_seconds=time.perf_counter() - started, cache_key=key or "",
         params_read=cache.params_read(reading, step_run.run.params) if reading is not None and key else None,
     )
 

@@ -44,21 +44,21 @@ def item_name(step_name: str, index: int) -> str:
     return f"{step_name}[{index}]"
 
 
-def _output(path, inline):
+def _output(path, inline, part=None):
     # A step marked succeeded by hand (app.runs.actions.mark_step) produced nothing: what
     # takes its output receives None, as the confirmation page said.
-    return artifacts.load_output(path, inline) if path or inline is not None else None
+    return artifacts.load_output(path, inline, part) if path or inline is not None else None
 
 
-def _gathered(pk: int, path, inline, items_total: int, mapped: bool):
+def _gathered(pk: int, path, inline, items_total: int, mapped: bool, part=None):
     """A step's output as a step taking it receives it: a mapped step's items' outputs, in
     their order (a dict by the mapped-over keys, which the node's own output holds). `pk`:
     the step run that has the items (a retry's reused step: the one it reused)."""
     if not mapped or not items_total:
-        return _output(path, inline)
+        return _output(path, inline, part)
     keys = _output(path, inline)
     results = [
-        _output(item_path, item_inline) for item_path, item_inline in
+        _output(item_path, item_inline, part) for item_path, item_inline in
         StepRun.objects.filter(map_of_id=pk).order_by("map_index").values_list("output_path", "output_inline")
     ]
     return dict(zip(keys, results)) if keys is not None else results
@@ -104,16 +104,17 @@ def check_upstream(step_run: StepRun, step) -> dict:
 
 def load_inputs(step_run: StepRun, step, rows: dict) -> dict:
     """What a step's parameters receive, from its upstream `rows` (check_upstream): each
-    upstream step's output (a mapped one's results gathered; a skipped one's None), a group's
+    upstream step's output (a mapped one's results gathered; a skipped one's None; a named
+    output of a step that has several, that one), a group's
     outputs as a dict by step name (without skipped ones), and an item its own input."""
     pipe = step.pipeline
     groups = pipe.groups()
 
-    def value(name):
+    def value(name, part=None):
         pk, status, path, inline, items_total = rows[name]
         if status == Status.SKIPPED:
             return None
-        return _gathered(pk, path, inline, items_total, pipe.steps[name].map_over is not None)
+        return _gathered(pk, path, inline, items_total, pipe.steps[name].map_over is not None, part)
 
     inputs = {}
     for want in step.inputs:
@@ -123,7 +124,7 @@ def load_inputs(step_run: StepRun, step, rows: dict) -> dict:
         elif want in groups:
             inputs[want] = {name: value(name) for name in groups[want] if rows[name][1] != Status.SKIPPED}
         else:
-            inputs[want] = value(want)
+            inputs[want] = value(*pipe.source(want))  # a named output: only that one is read
     return inputs
 
 

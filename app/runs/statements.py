@@ -111,7 +111,8 @@ def record_success(step_run: StepRun, now, log: str, output: tuple, successors, 
     more upstream is done (see upstream_done); call inside a transaction, unless
     `success_is_one_statement()` (then it is atomic by itself). Returns
     (finished, total, [(id, queue) queued], claimed), or None if the attempt no longer owns
-    the step. `output`: (output_path, output_inline), as app.artifacts.save_output returns them.
+    the step. `output`: (output_path, output_inline), as app.artifacts.save_output returns them,
+    and optionally (load_seconds, save_seconds) after them.
 
     `claim`: (queue, worker) of a task that goes on down a chain: the first successor, if
     this success makes it ready and it is on `queue`, is claimed for `worker` by the same
@@ -144,6 +145,7 @@ def _record_success_in_one_statement(step_run, now, log, output, successors, cla
         cursor.execute(
             f"WITH done AS ("
             f" UPDATE {STEP} SET status = %s, finished_at = %s, log = %s, output_path = %s, output_inline = %s,"
+            f" load_seconds = %s, save_seconds = %s,"
             f" error = '', code_wait_since = NULL WHERE id = %s AND status = %s AND attempt = %s RETURNING run_id"
             f"), counted AS ("
             f" UPDATE {RUN} SET steps_finished = steps_finished + 1 WHERE id IN (SELECT run_id FROM done)"
@@ -153,7 +155,7 @@ def _record_success_in_one_statement(step_run, now, log, output, successors, cla
             f") SELECT 0, steps_finished::bigint, steps_total::bigint, '' FROM counted"
             f" UNION ALL SELECT 1, id, 0, queue FROM next WHERE status = %s"
             f" UNION ALL SELECT 2, id, attempt::bigint, step_name FROM next WHERE status = %s",
-            [status, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt,
+            [status, _when(now), log, *_columns(output), step_run.pk, Status.RUNNING, step_run.attempt,
              *next_params, Status.QUEUED, Status.RUNNING],
         )
         rows = cursor.fetchall()
@@ -171,11 +173,16 @@ def mark_succeeded(step_run: StepRun, now, log: str, output: tuple, status=Statu
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, finished_at = %s, log = %s, output_path = %s, output_inline = %s,"
-            " error = '', code_wait_since = NULL"
+            " load_seconds = %s, save_seconds = %s, error = '', code_wait_since = NULL"
             " WHERE id = %s AND status = %s AND attempt = %s",
-            [status, _when(now), log, *output, step_run.pk, Status.RUNNING, step_run.attempt],
+            [status, _when(now), log, *_columns(output), step_run.pk, Status.RUNNING, step_run.attempt],
         )
         return cursor.rowcount == 1
+
+
+def _columns(output: tuple) -> tuple:
+    """output_path, output_inline, load_seconds, save_seconds: the times are None when not given."""
+    return (*output, None, None)[:4]
 
 
 def count_finished(run_id: int, count: int) -> tuple[int, int]:

@@ -1,10 +1,11 @@
 """What the step page shows of a step's output: its type and size, and a short look inside.
 
-An output is the step's return value, pickled (app.artifacts.save_output). Reading it runs
-the unpickling code of whatever the pipeline returned, in the web process, so it is done only
-for outputs up to STEP_OUTPUT_PREVIEW_BYTES, and anything it raises becomes one line on the
-page ("could not be read: …"), never an error page. Everything shown is text the template
-escapes: a DataFrame's head is cells of text, not the library's own HTML.
+An output is the step's return value, saved in its format (app.artifacts.save_output: a
+pickle, a Parquet file or an .npy file), or several named outputs, each previewed on its own.
+Reading a pickle runs the unpickling code of whatever the pipeline returned, in the web
+process, so an output is read only up to STEP_OUTPUT_PREVIEW_BYTES, and anything it raises
+becomes one line on the page ("could not be read: …"), never an error page. Everything shown
+is text the template escapes: a DataFrame's head is cells of text, not the library's own HTML.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ import numpy
 from django.conf import settings
 
 from app import artifacts
+from app.artifacts import formats
 from app.models import StepRun
 
 REPR_CHARS = 2000  # of a dict's, list's or scalar's repr
@@ -21,10 +23,15 @@ CELL_CHARS = 100  # of one cell of a DataFrame's head
 MAX_COLUMNS = 30  # of a DataFrame's head
 
 
+FORMAT_WORDS = {"pickle": "pickled", "parquet": "as Parquet", "npy": "as .npy"}
+
+
 @dataclasses.dataclass
 class Preview:
-    size: int | None = None  # of the stored pickle, in bytes; None when it is missing
+    name: str = ""  # of a named output
+    size: int | None = None  # of the stored file, in bytes; None when it is missing
     stored: str = ""  # "in the database" or the artifact's name
+    saved_as: str = ""  # "pickled", "as Parquet", "as .npy"
     type_name: str = ""
     kind: str = ""  # table, array, repr; "" when nothing was read
     shape: str = ""
@@ -35,6 +42,7 @@ class Preview:
     text: str = ""  # a repr, cut to REPR_CHARS
     cut_from: int = 0  # the whole repr's length, when it was cut
     problem: str = ""  # why nothing is shown, to follow "The output ": "could not be read: …"
+    parts: list = dataclasses.field(default_factory=list)  # the Previews of named outputs
 
 
 def has_output(step_run: StepRun) -> bool:
@@ -42,15 +50,40 @@ def has_output(step_run: StepRun) -> bool:
 
 
 def of_step(step_run: StepRun) -> Preview | None:
-    """The preview of a step run's output, or None when it has none."""
+    """The preview of a step run's output, or None when it has none; of named outputs, a
+    Preview whose `parts` are theirs."""
     if not has_output(step_run):
         return None
-    if step_run.output_inline is not None:
-        data = bytes(step_run.output_inline)
-        preview = Preview(size=len(data), stored="in the database")
+    inline = bytes(step_run.output_inline) if step_run.output_inline is not None else None
+    if not artifacts.is_manifest(step_run.output_path):
+        return _of_stored(step_run.output_path, inline)
+    preview = Preview(stored="in the database" if inline is not None else step_run.output_path)
+    try:
+        entries = artifacts.manifest(step_run.output_path, inline)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 — a missing or damaged manifest is one line
+        preview.problem = "could not be read: " + _one_line(exc)
+        return preview
+    preview.parts = [_of_stored(path, data, name) for name, path, data, _fmt in entries]
+    return preview
+
+
+def part(step_run: StepRun, name: str) -> tuple[str, bytes | None] | None:
+    """(file, inline bytes) of the named output `name` of a step run, or None when it has none."""
+    if not artifacts.is_manifest(step_run.output_path):
+        return None
+    inline = bytes(step_run.output_inline) if step_run.output_inline is not None else None
+    for output, path, data, _fmt in artifacts.manifest(step_run.output_path, inline):
+        if output == name:
+            return path, data
+    return None
+
+
+def _of_stored(path: str, data: bytes | None, name: str = "") -> Preview:
+    if data is not None:
+        preview = Preview(name=name, size=len(data), stored="in the database", saved_as=FORMAT_WORDS["pickle"])
     else:
-        data = None
-        preview = Preview(size=artifacts.size_of(step_run.output_path), stored=step_run.output_path)
+        preview = Preview(name=name, size=artifacts.size_of(path), stored=path,
+                          saved_as=FORMAT_WORDS[formats.of_name(path).name])
         if preview.size is None:
             preview.problem = "is missing from the artifact store"
             return preview
@@ -62,7 +95,7 @@ def of_step(step_run: StepRun) -> Preview | None:
         )
         return preview
     try:
-        value = artifacts.load_output(step_run.output_path, data)
+        value = artifacts.load_output(path, data)
         _describe(preview, value)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — the pipeline's code runs while unpickling
         preview.kind = ""
@@ -132,7 +165,10 @@ def _one_line(exc: BaseException) -> str:
     return line if len(line) <= 300 else line[:299] + "…"
 
 
-def download_name(step_run: StepRun) -> str:
-    """The file name a downloaded output is saved as: run-12-train.pkl (ASCII only)."""
-    safe = "".join(char if char.isascii() and (char.isalnum() or char in "_-") else "_" for char in step_run.step_name)
-    return f"run-{step_run.run_id}-{safe}.pkl"
+def download_name(step_run: StepRun, path: str = "", output: str = "") -> str:
+    """The file name a downloaded output is saved as: run-12-train.pkl, run-12-load.parquet,
+    run-12-split.X_train.npy for a named output (ASCII only); `path` is the stored file's
+    name ("" when kept in the database: a pickle)."""
+    name = f"{step_run.step_name}.{output}" if output else step_run.step_name
+    safe = "".join(char if char.isascii() and (char.isalnum() or char in "_-.") else "_" for char in name)
+    return f"run-{step_run.run_id}-{safe}{formats.of_name(path).suffix}"
