@@ -187,7 +187,7 @@ def start_worker(transactional_db, tmp_path):
     processes = []
 
     def start(**extra_env):
-        env = process_env(HUEY_WORKERS="4", **extra_env)
+        env = process_env(**{"HUEY_WORKERS": "4", **extra_env})
         log_path = tmp_path / f"worker-{len(processes)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

@@ -142,6 +142,11 @@ class Run(Timed, models.Model):
         return self.status == Status.QUEUED and timezone.now() - self.created_at > timedelta(seconds=30)
 
     @property
+    def children(self):
+        """Its child runs (started by its sub-pipeline steps), oldest first."""
+        return Run.objects.filter(parent_step__run=self).order_by("pk")
+
+    @property
     def progress_percent(self):
         return round(100 * self.steps_finished / self.steps_total) if self.steps_total else 0
 

@@ -126,6 +126,8 @@ class Step:
     when_inputs: list[str] = field(default_factory=list)
     # Caching (app.runs.cache): True, or a function of ctx and inputs giving the key.
     cache: typing.Any = False
+    # A sub-pipeline step (`@p.subpipeline("name")`): the pipeline its child run runs.
+    child: str | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -208,6 +210,31 @@ class Pipeline:
                         f"step {step.name!r} ({step.where}): maps over {over_name!r}, so it takes each item as a "
                         f"parameter named {over_name!r}: def {step.name}(ctx, {over_name}, ...)"
                     )
+            return step
+
+        return decorate
+
+    def subpipeline(self, pipeline_name: str, after=(), **options):
+        """Decorator adding a step that runs pipeline `pipeline_name` as a child run: the
+        function (called with ctx and its inputs, like any step) returns the child's
+        parameters (a dict; None for its defaults). The step then waits for the child run
+        without holding a worker thread, and succeeds with the child's result: the output
+        of its last step (a dict by step name when it has several), or fails when the child
+        run does not succeed. The child run is linked to this step and listed on its run's
+        page. Options are `step()`'s.
+
+            @p.subpipeline("train_classifier")
+            def train_wine(ctx, prepare):
+                return {"dataset": "wine", "n_estimators": 50}
+        """
+        if not isinstance(pipeline_name, str) or not pipeline_name:
+            self.problems.append(f"@{self.name}.subpipeline({pipeline_name!r}): give the child pipeline's name")
+            pipeline_name = None
+
+        def decorate(func):
+            step = self.step(after, **options)(func)
+            if isinstance(step, Step):
+                step.child = pipeline_name
             return step
 
         return decorate
@@ -484,6 +511,7 @@ class Pipeline:
                 **({"when": _describe_condition(s.when)} if s.when else {}),
                 **({"when_upstream": s.when_upstream} if s.when_upstream != "all" else {}),
                 **({"cache": "key" if callable(s.cache) else True} if s.cache else {}),
+                **({"child": s.child} if s.child else {}),
                 **({"format": s.format} if s.format else {}),
                 **({"outputs": list(s.outputs)} if s.outputs else {}),
             }
@@ -666,7 +694,28 @@ class Registry:
             issues = pipe.validate()
             if issues:
                 found[pipe.name] = issues
+        self._child_problems(found, seen)
         return found
+
+    def _child_problems(self, found: dict, seen: dict):
+        """Sub-pipeline steps naming a pipeline that is not defined, or pipelines that would
+        run themselves as a child (directly or not): both are problems of the parent."""
+        children = {
+            pipe.name: {step.name: step.child for step in pipe.steps.values() if step.child}
+            for pipe in self.defined if seen.get(pipe.name) == pipe.module
+        }
+        for parent, steps in children.items():
+            for step, child in steps.items():
+                if child not in seen:
+                    found.setdefault(parent, []).append(
+                        f"step {step!r} runs pipeline {child!r} as a child run, but no pipeline of that name is defined"
+                    )
+        graph = nx.DiGraph((parent, child) for parent, steps in children.items() for child in steps.values())
+        for cycle in nx.simple_cycles(graph):
+            for parent in cycle:
+                found.setdefault(parent, []).append(
+                    "its sub-pipelines run it again: " + " → ".join(cycle + [cycle[0]])
+                )
 
     def pipelines(self) -> dict[str, Pipeline]:
         """The usable pipelines, by name: a pipeline with any problem is left out whole."""

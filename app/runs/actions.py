@@ -52,6 +52,13 @@ def cancel(run: Run, user) -> Run:
             count = StepRun.objects.filter(map_of_id=node_id, status__in=waiting).update(**not_started)
             if count:
                 mapping.items_stopped(node_id, count, now)
+    # Its child runs (sub-pipelines) stop too, each in a transaction of its own: a child
+    # closing at this moment locks itself and then this run, never the other way round.
+    for child in Run.objects.filter(parent_step__run=run, status__in=UNFINISHED, cancel_requested_at__isnull=True):
+        try:
+            cancel(child, user)
+        except ActionRefused:
+            pass  # it finished meanwhile
     run.refresh_from_db()
     return run
 

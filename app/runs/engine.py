@@ -30,7 +30,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, Skip, registry
-from app.runs import cache, capture, logcontext, mapping, statements, supervisor
+from app.runs import cache, capture, children, logcontext, mapping, statements, supervisor
 from app.runs import tags as run_tags
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
@@ -234,7 +234,7 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
             retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
             isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
             queue=step.get("queue") or DEFAULT_QUEUE, map_over=step.get("map_over"),
-            when_upstream=step.get("when_upstream", "all"),
+            when_upstream=step.get("when_upstream", "all"), child=step.get("child"),
         )
     return graph
 
@@ -250,7 +250,7 @@ def snapshot_for(pipe) -> PipelineSnapshot:
 
 def start_run(
     pipeline_name: str, raw_params: dict | None = None, *, user=None, source="web", parameter_revision=None,
-    rerun_of=None, tags=(), ignore_cache=False,
+    rerun_of=None, tags=(), ignore_cache=False, parent_step: int | None = None,
 ):
     """Create a run and its step runs in one transaction. `ignore_cache`: its cached steps
     run instead of reusing earlier outputs (app.runs.cache).
@@ -279,6 +279,7 @@ def start_run(
             rerun_of=rerun_of,
             steps_total=len(steps),
             ignore_cache=bool(ignore_cache),
+            parent_step_id=parent_step,
         )
         run_tags.save_new(run, tags)
         StepRun.objects.bulk_create(
@@ -462,6 +463,9 @@ def _record(step_run: StepRun, attempt: Attempt, *, in_worker: bool, claim_next:
     has no log to read); a success may claim the next step (execute_step's `claim_next`)."""
     log_text = artifacts.log_tail(artifacts.log_path(step_run.run_id, step_run.step_name, step_run.attempt)) \
         if attempt.logged else ""
+    child = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).nodes[step_run.node_name]["child"]
+    if attempt.ended == "succeeded" and child:
+        return children.start(step_run, child, (attempt.output_path, attempt.output_inline), log_text)
     if attempt.ended == "succeeded" and attempt.cache_key:
         output = (attempt.output_path, attempt.output_inline, attempt.load_seconds, attempt.save_seconds)
         ready = record_success(step_run, log_text, output)
@@ -752,10 +756,13 @@ def fail_unqueued(run_id: int, error: str):
 
 def run_inline(run: Run, ready_ids: list[int]) -> Run:
     """Execute a run in this process, step by step, through the same code as the worker;
-    a retry with a delay waits for it here."""
+    a retry with a delay waits for it here. Its child runs (sub-pipelines) run here too,
+    and what a finished child made ready in its parent."""
     now = time.monotonic()
     pending = [(now, step_run_id) for step_run_id in ready_ids]
-    while pending:
+    while pending or _queued_in_tree(run.pk):
+        if not pending:
+            pending = [(time.monotonic(), step_run_id) for step_run_id in _queued_in_tree(run.pk)]
         pending.sort()
         due, step_run_id = pending.pop(0)
         time.sleep(max(0.0, due - time.monotonic()))
@@ -765,3 +772,13 @@ def run_inline(run: Run, ready_ids: list[int]) -> Run:
         pending.extend((now + delay, later_id) for later_id, delay in ready.later)
     run.refresh_from_db()
     return run
+
+
+def _queued_in_tree(run_id: int) -> list[int]:
+    """The queued step runs of the run and of its child runs, however deep."""
+    tree, new = {run_id}, {run_id}
+    while new:
+        new = set(Run.objects.filter(parent_step__run_id__in=new).values_list("pk", flat=True)) - tree
+        tree |= new
+    return list(StepRun.objects.filter(run_id__in=tree, status=Status.QUEUED).order_by("run_id", "position")
+                .values_list("pk", flat=True))

@@ -50,7 +50,7 @@ def _output(path, inline, part=None):
     return artifacts.load_output(path, inline, part) if path or inline is not None else None
 
 
-def _gathered(pk: int, path, inline, items_total: int, mapped: bool, part=None):
+def gathered(pk: int, path, inline, items_total: int, mapped: bool, part=None):
     """A step's output as a step taking it receives it: a mapped step's items' outputs, in
     their order (a dict by the mapped-over keys, which the node's own output holds). `pk`:
     the step run that has the items (a retry's reused step: the one it reused)."""
@@ -114,7 +114,7 @@ def load_inputs(step_run: StepRun, step, rows: dict) -> dict:
         pk, status, path, inline, items_total = rows[name]
         if status == Status.SKIPPED:
             return None
-        return _gathered(pk, path, inline, items_total, pipe.steps[name].map_over is not None, part)
+        return gathered(pk, path, inline, items_total, pipe.steps[name].map_over is not None, part)
 
     inputs = {}
     for want in step.inputs:
@@ -139,7 +139,7 @@ def expand(node: StepRun, over: str) -> engine.Ready:
     if why or rows[over][1] == Status.SKIPPED:
         return engine.record_skipped(node, "", why or f"it maps over {over!r}, which was skipped")
     try:
-        value = _gathered(*rows[over][:1], *rows[over][2:], graph.nodes[over]["map_over"] is not None)
+        value = gathered(*rows[over][:1], *rows[over][2:], graph.nodes[over]["map_over"] is not None)
     except Exception as exc:  # noqa: BLE001 — a missing or unreadable file: the attempt fails
         return engine.fail_attempt(node, "", f"could not read the output of {over!r} to map over: "
                                              f"{engine.supervisor.describe_exception(exc)}")

@@ -7,6 +7,7 @@ import threading
 import time
 
 from django.db import DatabaseError, close_old_connections, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 from huey.contrib.djhuey import HUEY, db_task
 from huey.exceptions import TaskLockedException
@@ -15,7 +16,8 @@ from app import artifacts
 from app.models import PipelineSnapshot, Run, Status, StepRun
 from app.pipelines import dag_svg
 from app.pipelines.registry import DEFAULT_QUEUE
-from app.runs import engine, queues, store_check, supervisor
+from app.runs import children, engine, queues, store_check, supervisor
+from app.runs.signals import run_finished
 
 # A task keeps going down a chain itself (the first ready step) instead of a queue round
 # trip per step, but hands over after this many steps or seconds so other runs get a turn.
@@ -237,6 +239,15 @@ def stranded_steps() -> list[int]:
         if empty[queue]:
             stranded.append(pk)
     return stranded
+
+
+@receiver(run_finished, dispatch_uid="resume-parent-step")
+def resume_parent(sender, run_id, status, **kwargs):
+    """A child run closed: finish the step awaiting it (app.runs.children) and queue what
+    that made ready in the parent run, once the close has committed."""
+    ready = children.resume(run_id, status)
+    if ready:
+        transaction.on_commit(lambda: enqueue(ready))
 
 
 @db_task()
