@@ -189,3 +189,32 @@ def test_a_worker_reuses_a_cached_output_from_a_step_process(start_worker, setti
     assert step(second, "slow_square").reused_from.run_id == first.pk
     assert output(second, "total") == output(first, "total") == 0 + 1 + 4
     assert "reused the output of run" in step(second, "slow_square").log
+
+
+def test_the_run_form_ignores_the_cache_when_asked(define, operator_client):
+    define_cached(define)
+    first = run()
+
+    form = operator_client.get("/pipelines/t_cache/").content.decode()
+    operator_client.post("/pipelines/t_cache/run/", {"run-ignore_cache": "on"})
+
+    assert "Ignore cache" in form
+    latest = Run.objects.exclude(pk=first.pk).get()
+    assert latest.ignore_cache is True
+
+
+def test_the_run_form_has_no_ignore_cache_without_a_cached_step(operator_client):
+    assert "Ignore cache" not in operator_client.get("/pipelines/fanout_demo/").content.decode()
+
+
+def test_the_api_starts_a_run_that_ignores_the_cache(define, client, operator):
+    from app.api import tokens
+
+    define_cached(define)
+    secret = tokens.create(operator, "ci", scopes=["runs:read", "runs:write"])[1]
+
+    answer = client.post("/api/pipelines/t_cache/runs", {"ignore_cache": True}, content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    assert answer.status_code == 201, answer.content
+    assert Run.objects.get(pk=answer.json()["run"]["id"]).ignore_cache is True

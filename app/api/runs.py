@@ -115,7 +115,8 @@ def start_run(request, name: str, body: Trigger):
     except ParamError as exc:
         return Answer(422, {"error": f"the parameters are not valid: {exc}", "errors": exc.errors})
     with audit.through_token(request.auth.name):
-        run = operate.start(pipe.name, params, request.auth.user, parameter_set=source_set, source="api", tags=tags)
+        run = operate.start(pipe.name, params, request.auth.user, parameter_set=source_set, source="api", tags=tags,
+                             ignore_cache=body.ignore_cache)
     if run.start_error:
         return Answer(503, {"error": f"run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
                               f"({run.start_error}); it is marked failed and will not run later"})

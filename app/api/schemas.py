@@ -194,6 +194,7 @@ class Trigger(Schema):
         description="Tags for the run: each 1 to 50 lowercase letters, digits and - _ . : = (e.g. env=prod, "
                     "team:ml; stripped and lower-cased first), at most 20",
     )
+    ignore_cache: bool = Field(False, description="Run cached steps even when an earlier output could be reused")
 
 
 class Started(Schema):

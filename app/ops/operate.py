@@ -14,7 +14,7 @@ from app.runs.actions import ActionRefused  # noqa: F401  (the refusal callers c
 
 
 def start(pipeline_name: str, params: dict, user, *, parameter_set: ParameterSet | None = None,
-          save_to_set=False, source="web", rerun_of: Run | None = None, tags=()) -> Run:
+          save_to_set=False, source="web", rerun_of: Run | None = None, tags=(), ignore_cache=False) -> Run:
     """A run of `params` (parsed by the pipeline) with `tags` (checked by app.runs.tags). It
     is recorded as a revision of `parameter_set` when it runs exactly what the set holds;
     `save_to_set` saves the values as the set's new revision when they differ. `rerun_of`:
@@ -23,7 +23,8 @@ def start(pipeline_name: str, params: dict, user, *, parameter_set: ParameterSet
         revision = paramsets.revision_for(parameter_set, params)
         if revision is None and parameter_set is not None and save_to_set:
             revision = paramsets.save_revision(parameter_set, params, user, note="saved from the run form")
-        return paramsets.trigger(pipeline_name, params, user, revision, source=source, rerun_of=rerun_of, tags=tags)
+        return paramsets.trigger(pipeline_name, params, user, revision, source=source, rerun_of=rerun_of, tags=tags,
+                                 ignore_cache=ignore_cache)
 
 
 def set_note(run: Run, note: str, user) -> bool:

@@ -175,14 +175,16 @@ def revision_for(parameter_set: ParameterSet | None, params: dict) -> ParameterS
 
 
 def trigger(pipeline_name: str, params: dict, user, revision: ParameterSetRevision | None = None, *, source="web",
-            rerun_of=None, tags=()):
+            rerun_of=None, tags=(), ignore_cache=False):
     """Start a run (through tasks.trigger) and record it in the audit trail, naming the set
     revision its values came from and its tags. Call inside the transaction of any other
     change it needs."""
     with transaction.atomic():
         run = tasks.trigger(pipeline_name, params, user=user, source=source, parameter_revision=revision,
-                            rerun_of=rerun_of, tags=tags)
+                            rerun_of=rerun_of, tags=tags, ignore_cache=ignore_cache)
         details = {"params": run.params}
+        if ignore_cache:
+            details["ignore_cache"] = True
         if tags:
             details["tags"] = run_tags.check(tags)
         if rerun_of is not None:

@@ -185,11 +185,11 @@ def schedule_retries(ready: engine.Ready):
 
 
 def trigger(pipeline_name: str, params: dict | None = None, *, user=None, source="web", parameter_revision=None,
-            rerun_of=None, tags=()):
+            rerun_of=None, tags=(), ignore_cache=False):
     """Start a run on the queue: its first steps are enqueued once the run is committed."""
     return start(engine.start_run(
         pipeline_name, params, user=user, source=source, parameter_revision=parameter_revision, rerun_of=rerun_of,
-        tags=tags,
+        tags=tags, ignore_cache=ignore_cache,
     ))
 
 

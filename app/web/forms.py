@@ -118,11 +118,16 @@ class TagsField(forms.CharField):
 
 
 class RunTagsForm(forms.Form):
-    """The run form's tags. A form of its own, posted as `run-tags`: a pipeline may declare
-    a parameter named `tags`, which is a field of the parameter form."""
+    """The run form's options: tags, and whether cached steps run anyway. A form of its own,
+    posted as `run-tags`, `run-ignore_cache`: a pipeline may declare a parameter named `tags`,
+    which is a field of the parameter form."""
 
     prefix = "run"
     tags = TagsField(label="Tags", help_text="Optional, separated by commas: e.g. env=prod, team:ml")
+    ignore_cache = forms.BooleanField(
+        label="Ignore cache", required=False,
+        help_text="Run cached steps even when an earlier run's output could be reused",
+    )
 
 
 NOTE_MAX = Run._meta.get_field("note").max_length

@@ -27,8 +27,10 @@ class Command(BaseCommand):
         mode.add_argument("--sync", action="store_true", help="Run in this process through the same engine")
         mode.add_argument("--wait", action="store_true", help="Wait for the worker; exit 0 only if it succeeded")
         parser.add_argument("--timeout", type=float, default=3600, help="Seconds --wait waits (default 3600)")
+        parser.add_argument("--ignore-cache", action="store_true",
+                            help="Run cached steps even when an earlier output could be reused")
 
-    def handle(self, name, param, sync, wait, timeout, **options):
+    def handle(self, name, param, sync, wait, timeout, ignore_cache=False, **options):
         raw = {}
         for text in param:
             key, value = parse_param(text)
@@ -37,9 +39,9 @@ class Command(BaseCommand):
             raw[key] = value
         try:
             if sync:
-                run, ready = engine.start_run(name, raw, source="cli")
+                run, ready = engine.start_run(name, raw, source="cli", ignore_cache=ignore_cache)
             else:
-                run = tasks.trigger(name, raw, source="cli")
+                run = tasks.trigger(name, raw, source="cli", ignore_cache=ignore_cache)
         except engine.UnknownPipeline as exc:
             raise CommandError(str(exc)) from None
         except ParamError as exc:

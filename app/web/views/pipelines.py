@@ -97,11 +97,14 @@ def detail_context(pipe, form, source_set=None, tags_form=None):
     """What the pipeline page shows (also when the run form comes back with errors)."""
     sets = list(ParameterSet.objects.filter(pipeline_name=pipe.name, archived_at=None))
     default_set = next((s for s in sets if s.is_default), None)
+    tags_form = tags_form or RunTagsForm()
+    if not any(step.cache for step in pipe.steps.values()):
+        tags_form.fields.pop("ignore_cache", None)  # nothing of this pipeline is cached
     return {
         "pipe": pipe,
         "params": pipe.param_specs,
         "form": form,
-        "tags_form": tags_form or RunTagsForm(),
+        "tags_form": tags_form,
         "sets": sets,
         "source_set": source_set,
         "source_problems": paramsets.problems(source_set) if source_set else {},

@@ -95,6 +95,7 @@ def trigger(request, name):
         pipe.name, form.cleaned_data["params"], request.user,
         parameter_set=source_set, save_to_set=bool(request.POST.get("save_to_set")),
         rerun_of=source_run(pipe, request.POST.get("from_run", "")), tags=tags_form.cleaned_data["tags"],
+        ignore_cache=tags_form.cleaned_data.get("ignore_cache", False),
     )
     if run.start_error:
         messages.error(request, f"Run #{run.pk} of {pipe.name} could not be started: the task queue refused it "
