@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/step_overhead.py --shape chain --n 100
     .venv/bin/python bench/step_overhead.py --shape fanout --n 100 --workers 4
+    .venv/bin/python bench/step_overhead.py --shape map --n 1000 --modes floor,worker   # vs --shape chain --n 1000
     .venv/bin/python bench/step_overhead.py --backend postgres --shape fanout --n 1000 --processes 3
     .venv/bin/python bench/step_overhead.py --backend postgres --shape fanout --n 100 --step-ms 100 --processes 3
 
@@ -127,6 +128,8 @@ def result_line(mode, args, steps, wall_s, peak_rss_mb, **extra):
 def shape_note(shape, n, steps):
     if shape == "chain":
         return f"chain of {n} steps"
+    if shape == "map":
+        return f"map 1->{n} items->1: a root returning {n} items, one step run per item and a sink = {steps} step runs"
     return f"fan-out 1->{n}->1: a root, {n} middle steps and a sink = {steps} steps"
 
 
@@ -366,7 +369,7 @@ def run_on_worker(args, worker, log_path, steps, pipeline_name, mode="worker"):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=["chain", "fanout"], default="chain")
+    parser.add_argument("--shape", choices=["chain", "fanout", "map"], default="chain")
     parser.add_argument("--n", type=int, default=100, help="Steps in the chain, or middle steps of the fan-out")
     parser.add_argument("--workers", type=int, default=None, help="HUEY_WORKERS for the worker (default: env or 4)")
     parser.add_argument("--repeat", type=int, default=1, help="Measure each mode this many times (default 1)")
@@ -472,7 +475,7 @@ def bench(args, data_dir: Path):
     pipe = registry.get(noop.NAME)
     if pipe is None or registry.get(noop.WARMUP_NAME) is None:
         raise SystemExit(f"bench pipelines are not valid: {problems or registry.import_errors}")
-    steps = len(pipe.steps)
+    steps = noop.STEPS
     # A one-time, per-process cost (reading the step sources and hashing them) is kept out
     # of the sync figure; the worker pays it during the measured run, once per process.
     pipe.snapshot()

@@ -84,7 +84,7 @@ def test_it_reports_a_package_that_cannot_be_imported():
 def test_it_finds_the_examples_again_after_a_second_discovery(broken_pipelines):
     broken_pipelines.discover(settings.PIPELINES_PACKAGE)
 
-    assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "train_classifier"]
+    assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "segment_report", "train_classifier"]
     assert registry.import_errors == {}
 
 
@@ -105,7 +105,7 @@ def test_a_users_own_module_in_pipelines_does_not_change_what_the_suite_runs(tmp
     added.write_text("import a_library_the_user_forgot_to_install  # noqa\n")
     try:
         registry.discover(settings.PIPELINES_PACKAGE)
-        assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "train_classifier"]
+        assert list(registry.pipelines()) == ["fanout_demo", "flaky_demo", "segment_report", "train_classifier"]
         assert registry.import_errors == {} and pipeline_errors() == []
     finally:
         added.unlink()

@@ -61,7 +61,7 @@ def test_it_names_an_unknown_pipeline_and_lists_the_known_ones():
         run_command("run_pipeline", "fanout", "--sync")
 
     assert str(caught.value) == (
-        "there is no pipeline named 'fanout' (known pipelines: fanout_demo, flaky_demo, train_classifier)"
+        "there is no pipeline named 'fanout' (known pipelines: fanout_demo, flaky_demo, segment_report, train_classifier)"
     )
     assert not Run.objects.exists()
 

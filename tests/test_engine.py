@@ -77,7 +77,7 @@ def test_it_rejects_an_unknown_pipeline_naming_it_and_the_known_ones():
         engine.start_run("fanout_dmeo")
 
     assert str(caught.value) == (
-        "there is no pipeline named 'fanout_dmeo' (known pipelines: fanout_demo, flaky_demo, train_classifier)"
+        "there is no pipeline named 'fanout_dmeo' (known pipelines: fanout_demo, flaky_demo, segment_report, train_classifier)"
     )
     assert Run.objects.count() == 0
 

@@ -87,3 +87,26 @@ def test_it_cancels_a_running_run_on_the_worker(worker, operator_client, operato
         "report": Status.CANCELLED,
     }
     assert run.step_runs.get(step_name="report").attempt == 0  # never started
+
+
+def test_it_runs_the_segment_report_example_and_reuses_its_cached_customers(worker, operator_client):
+    """The pipeline API's tour on the worker: a DataFrame saved as Parquet and cached, a map
+    over a runtime list, inferred edges and a condition."""
+    form = {"customers": "3000", "seed": "5", "min_customers": "100", "alert_churn": "1"}
+    operator_client.post("/pipelines/segment_report/run/", form)
+    first = wait_for(lambda: finished_run(Run.objects.get().pk), timeout=90, message="the first run to finish")
+    operator_client.post("/pipelines/segment_report/run/", {**form, "alert_churn": "0"})
+    second = wait_for(lambda: finished_run(Run.objects.exclude(pk=first.pk).get().pk), timeout=90,
+                      message="the second run to finish")
+
+    assert (first.status, second.status) == (Status.SUCCEEDED, Status.SUCCEEDED)
+    steps = {sr.step_name: sr for sr in first.step_runs.filter(map_of__isnull=True)}
+    assert steps["customers"].output_path.endswith(".parquet")
+    assert steps["score"].items_total == steps["score"].items_done >= 4
+    assert steps["churn_alert"].status == Status.SKIPPED  # nothing churns above 100 %
+    report = artifacts.load_output(steps["report"].output_path, steps["report"].output_inline)
+    assert sum(row["customers"] for row in report) <= 3000
+    again = {sr.step_name: sr for sr in second.step_runs.filter(map_of__isnull=True)}
+    assert again["customers"].reused_from_id == steps["customers"].pk  # the same seed and size: cached
+    assert again["churn_alert"].status == Status.SUCCEEDED
+    assert list(second.tags.values_list("name", flat=True)) == ["churn-alert"]

@@ -677,6 +677,15 @@ class Registry:
         self._valid: dict[str, Pipeline] | None = None
 
     def add(self, pipe: Pipeline):
+        """Collect a definition. The same file imported again under another module name (a
+        test importing `pipelines.x` where the site loaded it as another package's module)
+        defines nothing new: the first definition stays."""
+        if pipe.module_file and any(
+            other.name == pipe.name and other.module != pipe.module
+            and Path(other.module_file).resolve() == Path(pipe.module_file).resolve()
+            for other in self.defined if other.module_file
+        ):
+            return
         self.defined.append(pipe)
         self._valid = None
 

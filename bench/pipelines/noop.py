@@ -3,8 +3,10 @@
 The bench process and the worker it starts both import this module (PIPELINES_PACKAGE=
 bench.pipelines), so both build the same DAG from the same variables:
 
-- BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps) or "fanout" (root → N
-  middle steps → sink, N + 2 steps).
+- BENCH_SHAPE: "chain" (step_0000 → step_0001 → … , N steps), "fanout" (root → N
+  middle steps → sink, N + 2 steps) or "map" (root returns N items → a mapped step, one
+  step run per item → sink takes the N results: N + 2 step runs that do work; the mapped
+  step's own row, which only creates the items, is bookkeeping and not counted).
 - BENCH_N: N (default 100).
 - BENCH_STEP_MS: what each step does, in ms of waiting (default 0: nothing). A step that
   waits stands for one that waits on I/O or another service: what more workers speed up
@@ -21,7 +23,7 @@ import time
 
 from app.pipelines import pipeline
 
-SHAPES = ("chain", "fanout")
+SHAPES = ("chain", "fanout", "map")
 
 SHAPE = os.environ.get("BENCH_SHAPE", "chain")
 N = int(os.environ.get("BENCH_N", "100"))
@@ -50,7 +52,20 @@ def build(name, isolation):
         name, description=f"{N} no-op steps as a {SHAPE} (benchmark of per-step overhead).", isolation=isolation
     )
     width = max(4, len(str(N)))
-    if SHAPE == "chain":
+    if SHAPE == "map":
+        @pipe.step(name="root")
+        def root(ctx):
+            return list(range(N))
+
+        @pipe.map(over=root, name="item")
+        def item(ctx, root):
+            """Does nothing with its item (or waits BENCH_STEP_MS)."""
+            return _noop(ctx)
+
+        @pipe.step(name="sink")
+        def sink(ctx, item):
+            return _noop(ctx)
+    elif SHAPE == "chain":
         previous = None
         for i in range(N):
             previous = pipe.step(after=[previous] if previous else [], name=f"step_{i:0{width}d}")(_noop)
@@ -64,4 +79,4 @@ def build(name, isolation):
 bench = build(NAME, "process")
 THREAD_NAME = NAME + "_thread"
 bench_thread = build(THREAD_NAME, "thread")
-STEPS = len(bench.steps)
+STEPS = N + 2 if SHAPE == "map" else len(bench.steps)  # step runs that run a function

@@ -1,11 +1,11 @@
-"""The three shipped examples, each loaded from pipelines/<name>.py under a module name of
+"""The shipped examples, each loaded from pipelines/<name>.py under a module name of
 this package (so a second discovery loads them again, like any pipeline module)."""
 
 import importlib.util
 import sys
 from pathlib import Path
 
-EXAMPLES = ("fanout_demo", "flaky_demo", "train_classifier")
+EXAMPLES = ("fanout_demo", "flaky_demo", "segment_report", "train_classifier")
 FOLDER = Path(__file__).resolve().parent.parent.parent / "pipelines"
 
 for _name in EXAMPLES:
