@@ -319,3 +319,26 @@ def test_the_runs_api_gives_a_mapped_steps_items_count(define, client, operator)
     assert list(steps) == ["numbers", "square", "total"]
     assert steps["square"]["items"] == {"total": 4, "done": 3, "failed": 1}
     assert steps["numbers"]["items"] is None
+
+
+def test_a_map_of_10000_items_expands_and_its_page_shows_them_a_page_at_a_time(define, operator_client):
+    pipe = define("t_map_10k")
+
+    @pipe.step()
+    def many(ctx):
+        return list(range(10_000))
+
+    @pipe.map(over=many)
+    def each(ctx, many):
+        return many
+
+    run, ready = engine.start_run("t_map_10k")
+    ready = engine.execute_step(ready[0])
+    items = engine.execute_step(ready[0])
+
+    node = StepRun.objects.get(run=run, step_name="each")
+    assert (len(items), node.status, node.items_total, node.items_left) == (10_000, Status.AWAITING, 10_000, 10_000)
+    page = operator_client.get(f"/runs/{run.pk}/steps/each/?page=3").content.decode()
+    assert "page 3 of 100" in page and "each[200]" in page and "each[300]" not in page
+    run_page = operator_client.get(f"/runs/{run.pk}/").content.decode()
+    assert run_page.count('id="step-row-') == 2 and "0/10000 done" in run_page

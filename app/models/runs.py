@@ -227,8 +227,13 @@ class StepRun(Timed, models.Model):
         ordering = ["run_id", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "step_name"], name="steprun_unique_step")]
         indexes = [
+            # a mapped step's items, in order (its page, gathering its results)
             models.Index(fields=["map_of", "map_index"], condition=models.Q(map_of__isnull=False), name="steprun_items_idx"),
+            # a run's steps without the items of its mapped steps (the run page and its polls)
+            models.Index(fields=["run", "position"], condition=models.Q(map_of__isnull=True), name="steprun_nodes_idx"),
+            # a cached step's lookup of an earlier output
             models.Index(fields=["cache_key"], condition=~models.Q(cache_key=""), name="steprun_cache_key_idx"),
+            # a pool's running steps, counted when one of its steps is claimed
             models.Index(fields=["pool", "status"], condition=~models.Q(pool=""), name="steprun_pool_idx"),
             # the watchdog looking for queued step runs whose task was lost
             models.Index(fields=["status", "queued_at"], name="steprun_status_queued_idx"),
