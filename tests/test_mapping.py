@@ -2,15 +2,17 @@
 upstream output, through the engine (run_inline) and a real worker."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
 from app import artifacts
 from app.api import tokens
 from app.models import Run, Status, StepRun
 from app.pipelines.registry import registry
-from app.runs import actions, engine, tasks
+from app.runs import actions, engine, tasks, watchdog
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -342,3 +344,29 @@ def test_a_map_of_10000_items_expands_and_its_page_shows_them_a_page_at_a_time(d
     assert "page 3 of 100" in page and "each[200]" in page and "each[300]" not in page
     run_page = operator_client.get(f"/runs/{run.pk}/").content.decode()
     assert run_page.count('id="step-row-') == 2 and "0/10000 done" in run_page
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@override_settings(STEP_LOST_AFTER_SECONDS=1.5)
+def test_items_of_a_killed_worker_are_run_again_and_the_map_finishes(api_pipelines, start_worker):
+    fast = {"STEP_HEARTBEAT_SECONDS": "0.2", "STEP_LOST_AFTER_SECONDS": "1.5", "PIPELINES_PACKAGE": API}
+    first = start_worker(**fast)
+    run, ready = engine.start_run("t_mapped_slow", {"n": 8, "pause": 2})
+    tasks.enqueue(ready)
+    wait_for(lambda: StepRun.objects.filter(run=run, map_of__isnull=False, status=Status.RUNNING).count() >= 2,
+             message="items to be running")
+
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    lost = wait_for(watchdog.rescue_lost_steps, timeout=10, message="the watchdog to notice the dead worker")
+    tasks.enqueue(lost)
+    start_worker(**fast)
+
+    run = wait_for(lambda: finished(run.pk), timeout=90, message="the map to finish on the second worker")
+    assert run.status == Status.SUCCEEDED
+    assert output_of(StepRun.objects.get(run=run, step_name="done")) == list(range(8))
+    items = StepRun.objects.filter(run=run, map_of__isnull=False)
+    assert items.filter(status=Status.SUCCEEDED).count() == 8
+    rescued = [item for item in items if item.attempt == 2]
+    assert rescued and all("stopped responding" in item.attempts.get().error for item in rescued)
