@@ -123,7 +123,8 @@ def test_it_applies_status_class_and_visible_status_text_to_each_node(fanout_lay
 
 
 def test_it_has_an_icon_and_text_label_for_every_status():
-    statuses = {"pending", "queued", "running", "succeeded", "failed", "upstream_failed", "cancelled", "retrying"}
+    statuses = {"pending", "queued", "running", "succeeded", "failed", "upstream_failed", "cancelled", "retrying",
+                "skipped", "awaiting"}
     assert set(STATUS_LABELS) == statuses
     for status, label in STATUS_LABELS.items():
         icon, text = label.split(" ", 1)

@@ -190,7 +190,7 @@ def test_it_shows_the_latest_run_of_each_pipeline(operator_client):
     page = text(response)
     assert f'<a href="/runs/{latest.pk}/">#{latest.pk}</a>' in page
     assert f"#{older.pk}<" not in page
-    assert page.count("never run") == 2
+    assert page.count("never run") == 3  # fanout_demo, segment_report, train_classifier
 
 
 def test_it_shows_pipelines_to_a_stakeholder_without_their_runs(stakeholder_client):
@@ -651,7 +651,7 @@ def test_it_shows_the_failure_of_a_failed_run(operator_client):
     page = text(response)
     assert '<span class="label">4/4 · failed</span>' in page
     assert '<span class="badge big st-failed" id="run-status" role="status">failed</span>' in page
-    assert '<pre class="log traceback">Traceback (most recent call last):' in page
+    assert '<pre class="log traceback" tabindex="0">Traceback (most recent call last):' in page
     assert "ValueError: 1 record(s) have a negative amount: ids [5]" in page
     assert "records with negative amounts: [5]" in page
     classes = dict(re.findall(r'<g id="step-(\w+)" class="node step (st-\w+)"', page))
@@ -717,7 +717,7 @@ def test_it_shows_a_failed_step_with_traceback_log_and_source(operator_client):
     assert response.status_code == 200
     page = text(response)
     assert '<p class="errors">ValueError: 1 record(s) have a negative amount: ids [5]</p>' in page
-    assert '<pre class="log traceback">Traceback (most recent call last):' in page
+    assert '<pre class="log traceback" tabindex="0">Traceback (most recent call last):' in page
     assert "records with negative amounts: [5]" in page
     assert "Reject the batch if any record has a negative amount." in page
     assert "def validate(ctx, extract):" in page
