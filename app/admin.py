@@ -49,7 +49,7 @@ from app.models import (
     Trial,
     WorkerHeartbeat,
 )
-from app.pipelines.registry import ParamError
+from app.pipelines.registry import POOL_RULE, ParamError, valid_queue
 from app.runs import audit, paramsets
 
 
@@ -128,10 +128,22 @@ class StepRunAdmin(ReadOnlyAdmin):
     inlines = [StepAttemptInline]
 
 
+class PoolAdminForm(forms.ModelForm):
+    """A pool's name follows the rule of @p.step(pool=...); its size, Pool.clean's."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if not valid_queue(name):
+            raise forms.ValidationError(f"A {POOL_RULE}.")
+        return name
+
+
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
-    """Concurrency pools: how many steps naming each (@p.step(pool=...)) run at once."""
+    """Concurrency pools: how many steps naming each (@p.step(pool=...)) run at once. The
+    Pools page (app.web.views.pools) shows what runs in them and sets their sizes too."""
 
+    form = PoolAdminForm
     list_display = ["name", "size", "description"]
     search_fields = ["name"]
 

@@ -407,6 +407,9 @@ STEP_LOST_RETRIES = env_int("STEP_LOST_RETRIES", 2, minimum=0)
 # A worker whose loaded code of a pipeline is not a run's leaves the run's steps for another
 # worker; a step no worker with the right code takes within this time fails, saying why.
 STEP_CODE_WAIT_SECONDS = env_float("STEP_CODE_WAIT_SECONDS", 120.0, minimum=0.0)
+# A step that may not start yet (its concurrency pool is full, its pipeline's
+# max_active_runs are all active) is queued again and tried again this many seconds later.
+POOL_RECHECK_SECONDS = env_float("POOL_RECHECK_SECONDS", 2.0, minimum=0.05)
 # What one attempt of a step may log (a file in the artifact store); the rest is dropped.
 STEP_LOG_MAX_BYTES = env_int("STEP_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 # A step output whose pickle is at most this big is kept in the database, not as a file

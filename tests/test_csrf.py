@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from app.models import AuditEvent, ParameterSet, Run
+from app.models import AuditEvent, ParameterSet, Pool, Run
 from app.runs import engine, paramsets
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +28,13 @@ def csrf_client(operator):
     "/runs/{failed}/rerun/",
     "/runs/{queued}/cancel/",
     "/runs/{queued}/note/",
+    "/pools/gpu/",
 ])
 def test_it_refuses_a_post_without_a_csrf_token(csrf_client, operator, path):
     pset = paramsets.create("fanout_demo", "s", {"rows": 5, "seed": 7, "pause": 0.0}, operator)
     failed = engine.run_inline(*engine.start_run("flaky_demo", {}))
     queued, _ready = engine.start_run("fanout_demo", {})
+    Pool.objects.create(name="gpu", size=1)
     before = (Run.objects.count(), ParameterSet.objects.count(), AuditEvent.objects.count())
 
     response = csrf_client.post(path.format(set=pset.pk, failed=failed.pk, queued=queued.pk), {"name": "x", "rows": "9"})
@@ -41,3 +43,4 @@ def test_it_refuses_a_post_without_a_csrf_token(csrf_client, operator, path):
     assert (Run.objects.count(), ParameterSet.objects.count(), AuditEvent.objects.count()) == before
     queued.refresh_from_db()
     assert queued.cancel_requested_at is None and pset.revisions.count() == 1
+    assert Pool.objects.get(name="gpu").size == 1

@@ -20,6 +20,7 @@ from app.models import (
     ParameterSet,
     ParameterSetRevision,
     PipelineState,
+    Pool,
     Promotion,
     Run,
     Schedule,
@@ -68,6 +69,7 @@ def state():
         list(Backfill.objects.values_list("pk", "state")),
         list(AlertChannel.objects.values_list("pk", "target")), list(AlertRule.objects.values_list("pk", "condition")),
         list(Incident.objects.values_list("pk", "acknowledged_at")), Delivery.objects.count(),
+        list(Pool.objects.values_list("name", "size", "description")),
     )
 
 

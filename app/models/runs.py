@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -472,7 +473,10 @@ class RunTag(models.Model):
 
 class Pool(models.Model):
     """A named concurrency pool: at most `size` steps that name it (@p.step(pool=...)) run at
-    once, over all workers. A pool no row names has one slot."""
+    once, over all workers (app.runs.admission). A pool no row names has one slot."""
+
+    # How many slots a pool may have: the Pools page and the admin both check it (clean).
+    SIZE_MIN, SIZE_MAX = 1, 1000
 
     name = models.CharField(max_length=50, unique=True)
     size = models.PositiveIntegerField(default=1)
@@ -483,3 +487,12 @@ class Pool(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.size})"
+
+    def get_absolute_url(self):
+        return reverse("pool_list") + f"#pool-{self.name}"
+
+    def clean(self):
+        if self.size is not None and not self.SIZE_MIN <= self.size <= self.SIZE_MAX:
+            raise ValidationError(
+                {"size": f"A pool has {self.SIZE_MIN} to {self.SIZE_MAX:,} slots, not {self.size:,}."}
+            )

@@ -26,6 +26,11 @@ API (pipeline modules import it through `app.pipelines`).
     @train.step(format="parquet")    # a declared format (else chosen by type)
     def score(ctx, X_test): ...      # … a parameter naming one receives that one only
 
+    @train.step(pool="gpu")          # at most the pool's size of such steps run at once
+    def tune(ctx, fit): ...          # (sizes are set on the Pools page; one slot until then)
+
+    nightly = pipeline("nightly", max_active_runs=1)   # its runs one at a time, the rest queued
+
 This module has no Django imports: pipeline modules import only the pipeline API and their
 own libraries. Definitions are collected here and checked by `validate()`; the Django side
 (app.apps, app.pipelines.checks) discovers `pipelines/` at start-up and only keeps valid
@@ -72,6 +77,8 @@ ISOLATIONS = ("process", "thread")
 DEFAULT_QUEUE = "default"
 QUEUE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 QUEUE_RULE = "queue must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
+# Concurrency pools (@p.step(pool=...)) are named like queues: they show in URLs and messages.
+POOL_RULE = "pool must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
 # How a step output is written (app.artifacts.formats, which tests/test_output_formats.py
 # checks has exactly these): named here too, since this module imports nothing of Django.
 OUTPUT_FORMATS = ("pickle", "parquet", "npy")
@@ -128,6 +135,8 @@ class Step:
     cache: typing.Any = False
     # A sub-pipeline step (`@p.subpipeline("name")`): the pipeline its child run runs.
     child: str | None = None
+    # The concurrency pool it takes a slot of while it runs (app.runs.admission), or None.
+    pool: str | None = None
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
@@ -175,6 +184,8 @@ class Pipeline:
     module_source: str = field(default="", repr=False)
     isolation: str = "process"
     queue: str = DEFAULT_QUEUE
+    # At most this many of its runs are active at once (app.runs.admission); None: no limit.
+    max_active_runs: int | None = None
     steps: dict[str, Step] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _snapshot: dict | None = field(default=None, repr=False, compare=False)
@@ -240,7 +251,8 @@ class Pipeline:
         return decorate
 
     def step(self, after=(), *, name=None, retries=0, retry_delay=0, backoff=1, timeout=None, isolation=None,
-             queue=None, group=None, when=None, when_upstream="all", cache=False, format=None, outputs=None):
+             queue=None, group=None, when=None, when_upstream="all", cache=False, format=None, outputs=None,
+             pool=None):
         """Decorator adding a step. The function's parameters after `ctx` name what it takes:
         a step (its output arrives, and the step runs after it), a group (a dict of the
         outputs of the group's steps, by step name, in the order they were defined) or a
@@ -271,11 +283,19 @@ class Pipeline:
         fails. `isolation` ("process", the default, or "thread": see `pipeline()`). `queue`:
         only workers serving that queue run the step (default: the pipeline's queue).
 
+        `pool="gpu"`: the step takes a slot of the concurrency pool "gpu" while it runs; at
+        most the pool's size of the steps naming it run at once, over all workers and
+        pipelines (sizes are set on the dashboard's Pools page; a pool never set has one
+        slot). A step that finds the pool full stays queued, saying what it waits for, and
+        starts when a slot is free; waiting is not an attempt. A mapped step's items each
+        take a slot.
+
         `@p.step` without parentheses works too."""
         if inspect.isfunction(after):  # a bare @p.step: `after` is the function itself
             return self.step((), name=name, retries=retries, retry_delay=retry_delay, backoff=backoff,
                              timeout=timeout, isolation=isolation, queue=queue, group=group, when=when,
-                             when_upstream=when_upstream, cache=cache, format=format, outputs=outputs)(after)
+                             when_upstream=when_upstream, cache=cache, format=format, outputs=outputs,
+                             pool=pool)(after)
         if isinstance(after, (Step, str)):
             after = [after]
 
@@ -333,6 +353,8 @@ class Pipeline:
                 self.problems.append(f"step {step_name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
             if queue is not None and not valid_queue(queue):
                 self.problems.append(f"step {step_name!r}: {QUEUE_RULE}, not {queue!r}")
+            if pool is not None and not valid_queue(pool):
+                self.problems.append(f"step {step_name!r}: {POOL_RULE}, not {pool!r}")
             if group is not None and not (isinstance(group, str) and group.isidentifier()):
                 self.problems.append(f"step {step_name!r}: group must be a Python identifier, not {group!r}")
             if format is not None and format not in OUTPUT_FORMATS:
@@ -360,6 +382,7 @@ class Pipeline:
                 {output: fmt or (format if format in OUTPUT_FORMATS else None) for output, fmt in named.items()}
                 if named is not None else None,
                 when=when, when_upstream=when_upstream, when_inputs=when_inputs, cache=cache,
+                pool=pool if valid_queue(pool) else None,
             )
             self.steps.setdefault(step_name, step)
             return step
@@ -514,6 +537,7 @@ class Pipeline:
                 **({"child": s.child} if s.child else {}),
                 **({"format": s.format} if s.format else {}),
                 **({"outputs": list(s.outputs)} if s.outputs else {}),
+                **({"pool": s.pool} if s.pool else {}),
             }
             for s in (self.steps[name] for name in order)
         ]
@@ -526,6 +550,7 @@ class Pipeline:
             "edges": [list(e) for e in graph.edges],
             "params": [spec.as_dict() for spec in self.param_specs],
             **({"groups": self.groups()} if self.groups() else {}),
+            **({"max_active_runs": self.max_active_runs} if self.max_active_runs is not None else {}),
         }
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         body["source_hash"] = digest
@@ -788,7 +813,8 @@ registry = Registry()
 
 
 def pipeline(
-    name: str, *, params=None, description: str = "", isolation: str = "process", queue: str = DEFAULT_QUEUE
+    name: str, *, params=None, description: str = "", isolation: str = "process", queue: str = DEFAULT_QUEUE,
+    max_active_runs: int | None = None,
 ) -> Pipeline:
     """Define a pipeline. Add steps with the `@p.step(after=[...])` decorator.
 
@@ -800,11 +826,22 @@ def pipeline(
     `run_pipeline --sync` always runs steps in its own process, for debugging.
 
     `queue`: only workers started for that queue (`run_huey --queue gpu`, or HUEY_QUEUE)
-    run this pipeline's steps; a step may name its own (`@p.step(queue=...)`)."""
+    run this pipeline's steps; a step may name its own (`@p.step(queue=...)`).
+
+    `max_active_runs=N`: at most N runs of this pipeline are active (started, not finished)
+    at once, in the order they were started; a run beyond that stays queued, saying it waits
+    for a run slot, and starts when an earlier one finishes. None (the default): no limit."""
+    limit_ok = max_active_runs is None or (
+        isinstance(max_active_runs, int) and not isinstance(max_active_runs, bool) and max_active_runs >= 1
+    )
     pipe = Pipeline(
         name=name, description=inspect.cleandoc(description), params_class=params, isolation=isolation,
-        queue=queue if valid_queue(queue) else DEFAULT_QUEUE,
+        queue=queue if valid_queue(queue) else DEFAULT_QUEUE, max_active_runs=max_active_runs if limit_ok else None,
     )
+    if not limit_ok:
+        pipe.problems.append(
+            f"max_active_runs must be a whole number ≥ 1, or None for no limit, not {max_active_runs!r}"
+        )
     if isolation not in ISOLATIONS:
         pipe.problems.append(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
     if not valid_queue(queue):

@@ -102,6 +102,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
     }
     graph = dag.from_snapshot(current)
     queues = {step["name"]: step.get("queue") or DEFAULT_QUEUE for step in current["steps"]}
+    pools = {step["name"]: step.get("pool", "") for step in current["steps"]}
     now = timezone.now()
     with transaction.atomic():
         attempts = Run.objects.filter(retry_of=first).count() + 1
@@ -133,7 +134,7 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
                 rows.append(StepRun(
                     run=new, step_name=name, position=position,
                     status=Status.PENDING if left else Status.QUEUED, queued_at=None if left else now,
-                    upstream_left=left, queue=queues[name],
+                    upstream_left=left, queue=queues[name], pool=pools[name],
                 ))
         StepRun.objects.bulk_create(rows)
         for name in kept_maps:
@@ -159,7 +160,7 @@ def _keep_items(old: StepRun, new: Run, now):
         [
             StepRun(
                 run=new, step_name=item.step_name, position=node.position, map_of=node, map_index=item.map_index,
-                queue=node.queue, input_path=item.input_path, input_inline=item.input_inline,
+                queue=node.queue, pool=node.pool, input_path=item.input_path, input_inline=item.input_inline,
                 **({"status": Status.SUCCEEDED, "output_path": item.output_path, "output_inline": item.output_inline,
                     "reused_from": item.reused_from or item, "queued_at": now, "started_at": now, "finished_at": now}
                    if item.status == Status.SUCCEEDED else {"status": Status.QUEUED, "queued_at": now}),

@@ -30,7 +30,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, ResultKind, ResultTable, Run, Status, StepAttempt, StepRun
 from app.pipelines import graph as dag
 from app.pipelines.registry import DEFAULT_QUEUE, ParamError, Skip, registry
-from app.runs import cache, capture, children, logcontext, mapping, statements, supervisor
+from app.runs import admission, cache, capture, children, logcontext, mapping, statements, supervisor
 from app.runs import tags as run_tags
 from app.runs.heartbeat import heartbeat
 from app.tracking import results, versions
@@ -234,7 +234,7 @@ def snapshot_dag(snapshot_id: int, source_hash: str):
             retries=step.get("retries", 0), retry_delay=step.get("retry_delay", 0), backoff=step.get("backoff", 1),
             isolation=step.get("isolation", "process"), timeout=step.get("timeout"),
             queue=step.get("queue") or DEFAULT_QUEUE, map_over=step.get("map_over"),
-            when_upstream=step.get("when_upstream", "all"), child=step.get("child"),
+            when_upstream=step.get("when_upstream", "all"), child=step.get("child"), pool=step.get("pool", ""),
         )
     return graph
 
@@ -291,6 +291,7 @@ def start_run(
                 queued_at=now if not step["after"] else None,
                 upstream_left=len(step["after"]),
                 queue=step.get("queue") or DEFAULT_QUEUE,
+                pool=step.get("pool", ""),
             )
             for position, step in enumerate(steps)
         )
@@ -327,16 +328,41 @@ def execute_step(step_run_id: int, *, supervised: bool = False, claim_next: str 
     queue; a success that makes the step's first successor ready on it claims it in the
     same statement, as `Ready.claimed`, which the caller then passes back as `claimed`
     (the step run this thread holds already) instead of claiming it again.
+
+    A step whose concurrency pool is full, or whose run has no run slot (its pipeline's
+    `max_active_runs` are all active), does not start: it is queued again, saying what it
+    waits for, and returned in `Ready.later` to be tried again after POOL_RECHECK_SECONDS
+    (app.runs.admission). That is not an attempt.
     """
-    step_run = claimed if claimed is not None else _claim(step_run_id)
-    if step_run is None:
-        return Ready()
+    if claimed is None:
+        step_run = _claim(step_run_id)
+        if step_run is None:
+            return Ready()
+        waits = _admit(step_run)
+        if waits is not None:
+            return waits
+    else:
+        step_run = claimed
     heartbeat.add(step_run.pk)
     try:
         with logcontext.step(step_run.run_id, step_run.pk, step_run.step_name):
             return _run_and_record(step_run, supervised, claim_next)
     finally:
         heartbeat.discard(step_run.pk)
+
+
+def _admit(step_run: StepRun) -> Ready | None:
+    """None when the claimed step may start; else its task comes back later (it waits for a
+    pool slot or a run slot: app.runs.admission). Ungated steps ask nothing more: their pool
+    came with the claim, the pipeline's limit is in the run's snapshot, cached here."""
+    limit = snapshot_graph(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).get("max_active_runs")
+    if not step_run.pool and limit is None:
+        return None
+    waits = admission.admit(step_run, limit)
+    if not waits:
+        return None
+    log.debug("step run %s waits for %s", step_run.pk, waits)
+    return Ready(later=[(step_run.pk, settings.POOL_RECHECK_SECONDS)])
 
 
 def _run_and_record(step_run: StepRun, supervised: bool, claim_next: str | None = None) -> Ready:

@@ -162,7 +162,8 @@ def expand(node: StepRun, over: str) -> engine.Ready:
         output = artifacts.save_output(run_id, node.step_name, {} if keys is not None else [], node.attempt,
                                        inline_max=settings.STEP_OUTPUT_INLINE_BYTES)
         return engine.record_success(node, "", output)
-    position, queue = StepRun.objects.values_list("position", "queue").get(pk=node.pk)
+    # Each item runs on the node's queue and takes a slot of the node's pool.
+    position, queue, pool = StepRun.objects.values_list("position", "queue", "pool").get(pk=node.pk)
     inline_max = settings.STEP_OUTPUT_INLINE_BYTES
     inputs = [artifacts.save_output(run_id, f"{item_name(node.step_name, i)}.input", v, 1, inline_max=inline_max)
               for i, v in enumerate(values)]
@@ -177,7 +178,7 @@ def expand(node: StepRun, over: str) -> engine.Ready:
             [
                 StepRun(
                     run_id=run_id, step_name=item_name(node.step_name, i), position=position, map_of_id=node.pk,
-                    map_index=i, status=Status.QUEUED, queued_at=now, queue=queue, input_path=path,
+                    map_index=i, status=Status.QUEUED, queued_at=now, queue=queue, pool=pool, input_path=path,
                     input_inline=inline,
                 )
                 for i, (path, inline) in enumerate(inputs)

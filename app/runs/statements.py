@@ -10,6 +10,10 @@ and the record of a success are one statement each there: the updates are chaine
 (data-modifying common table expressions, which SQLite does not have). A claim is then a
 single autocommitted statement; a success is one statement in a transaction that also closes
 the run when it was the last step.
+
+A claim also says what app.runs.admission needs to decide whether the step may start now (a
+concurrency pool, a run slot) without another query: the step run's pool and whether the claim
+started its run. Most steps have neither gate, and pay nothing more than two returned columns.
 """
 
 from django.db import connection, models, transaction
@@ -28,7 +32,9 @@ def _when(moment):
 
 def claim(step_run_id: int, now, worker: str) -> StepRun | None:
     """queued (or retrying) → running for this step run (and the run queued → running);
-    None if someone else got it first. Commits."""
+    None if someone else got it first. Commits. The step run returned has its `pool`, and
+    `starts_run`: whether this claim moved its run from queued to running (what
+    app.runs.admission needs to know)."""
     if connection.vendor == "postgresql" and connection.get_autocommit():
         row = _claim_in_one_statement(step_run_id, now, worker)
     else:
@@ -36,9 +42,12 @@ def claim(step_run_id: int, now, worker: str) -> StepRun | None:
             row = _claim_in_steps(step_run_id, now, worker)
     if row is None:
         return None
-    run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash = row
+    run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run = row
     params = Run._meta.get_field("params").from_db_value(params, None, connection)
-    return claimed((step_run_id, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, now, worker))
+    step_run = claimed((step_run_id, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, now,
+                        worker))
+    step_run.pool, step_run.starts_run = pool, bool(starts_run)
+    return step_run
 
 
 def portable(step_run: StepRun) -> tuple:
@@ -56,9 +65,10 @@ def claimed(fields: tuple) -> StepRun:
     pk, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, started_at, worker = fields
     snapshot = PipelineSnapshot(pk=snapshot_id, pipeline_name=pipeline_name, source_hash=source_hash)
     run = Run(pk=run_id, pipeline_name=pipeline_name, status=Status.RUNNING, params=params, snapshot=snapshot)
-    return StepRun(
-        pk=pk, run=run, step_name=step_name, attempt=attempt, status=Status.RUNNING, started_at=started_at, worker=worker
-    )
+    step_run = StepRun(pk=pk, run=run, step_name=step_name, attempt=attempt, status=Status.RUNNING,
+                       started_at=started_at, worker=worker)
+    step_run.starts_run = False  # see claim
+    return step_run
 
 
 def _claim_in_one_statement(step_run_id, now, worker):
@@ -67,11 +77,12 @@ def _claim_in_one_statement(step_run_id, now, worker):
             f"WITH claimed AS ("
             f" UPDATE {STEP} SET status = %s, started_at = %s, finished_at = NULL, heartbeat_at = %s,"
             f" attempt = attempt + 1, worker = %s WHERE id = %s AND status IN (%s, %s)"
-            f" RETURNING run_id, step_name, attempt"
+            f" RETURNING run_id, step_name, attempt, pool"
             f"), started AS ("
             f" UPDATE {RUN} SET status = %s, started_at = %s WHERE id IN (SELECT run_id FROM claimed) AND status = %s"
             f" RETURNING id"
-            f") SELECT c.run_id, c.step_name, c.attempt, r.pipeline_name, r.params, r.snapshot_id, s.source_hash"
+            f") SELECT c.run_id, c.step_name, c.attempt, r.pipeline_name, r.params, r.snapshot_id, s.source_hash,"
+            f" c.pool, EXISTS (SELECT 1 FROM started)"
             f" FROM claimed c JOIN {RUN} r ON r.id = c.run_id JOIN {SNAPSHOT} s ON s.id = r.snapshot_id",
             [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED, Status.RETRYING,
              Status.RUNNING, _when(now), Status.QUEUED],
@@ -84,25 +95,27 @@ def _claim_in_steps(step_run_id, now, worker):
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, started_at = %s, finished_at = NULL, heartbeat_at = %s,"
             " attempt = attempt + 1, worker = %s WHERE id = %s AND status IN (%s, %s)"
-            " RETURNING run_id, step_name, attempt",
+            " RETURNING run_id, step_name, attempt, pool",
             [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED, Status.RETRYING],
         )
         row = cursor.fetchone()
         if row is None:
             return None
-        run_id, step_name, attempt = row
+        run_id, step_name, attempt, pool = row
         cursor.execute(
             f"SELECT r.pipeline_name, r.status, r.params, r.snapshot_id, s.source_hash"
             f" FROM {RUN} r JOIN {SNAPSHOT} s ON s.id = r.snapshot_id WHERE r.id = %s",
             [run_id],
         )
         pipeline_name, run_status, params, snapshot_id, source_hash = cursor.fetchone()
+        starts_run = False
         if run_status == Status.QUEUED:
             cursor.execute(
                 f"UPDATE {RUN} SET status = %s, started_at = %s WHERE id = %s AND status = %s",
                 [Status.RUNNING, _when(now), run_id, Status.QUEUED],
             )
-    return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash
+            starts_run = cursor.rowcount == 1
+    return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run
 
 
 def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None,
@@ -115,9 +128,9 @@ def record_success(step_run: StepRun, now, log: str, output: tuple, successors, 
     and optionally (load_seconds, save_seconds) after them.
 
     `claim`: (queue, worker) of a task that goes on down a chain: the first successor, if
-    this success makes it ready and it is on `queue`, is claimed for `worker` by the same
-    statement instead of being queued (a claim is a round trip of its own otherwise);
-    `claimed` is then its (id, step_name, attempt), else None.
+    this success makes it ready, it is on `queue` and in no concurrency pool, is claimed for
+    `worker` by the same statement instead of being queued (a claim is a round trip of its
+    own otherwise); `claimed` is then its (id, step_name, attempt), else None.
 
     `status`: skipped is recorded the same way (a skipped step is done: what waits for it
     runs, or is skipped in turn when it runs: app.runs.mapping.load_inputs)."""
@@ -211,7 +224,10 @@ def _upstream_done(run_id: int, names: list, now, claim=None) -> tuple[str, list
     sets, params = ["upstream_left = upstream_left - 1"], []
     if claim:
         queue, worker = claim
-        taken, taken_params = f"{ready} AND step_name = %s AND queue = %s", [*ready_params, names[0], queue]
+        # Not a step in a concurrency pool: it is queued, and its claim checks for a slot
+        # (app.runs.admission). A run that goes on down a chain has its run slot already.
+        taken = f"{ready} AND step_name = %s AND queue = %s AND pool = ''"
+        taken_params = [*ready_params, names[0], queue]
         sets.append(f"status = CASE WHEN {taken} THEN %s WHEN {ready} THEN %s ELSE status END")
         params += [*taken_params, Status.RUNNING, *ready_params, Status.QUEUED]
         # What a claim sets (see claim), for the step it takes.

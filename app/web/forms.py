@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from app.models import AuditAction, AuditEvent, ParameterSet, PromotionRule, Run, Schedule
+from app.models import AuditAction, AuditEvent, ParameterSet, Pool, PromotionRule, Run, Schedule
 from app.ops import scheduler
 from app.pipelines.registry import ParamError
 from app.runs import actions, paramsets
@@ -396,3 +396,16 @@ class MarkStepForm(forms.Form):
         if any(name in self.errors for name in ("outcome", "status", "attempt")):
             self.add_error(None, "The form does not say which state of the step it was shown for: open the page again.")
         return cleaned
+
+
+class PoolForm(forms.ModelForm):
+    """A pool's size and description (the Pools page). The size's rule is the model's
+    (Pool.clean), which the admin applies too."""
+
+    # No min_value: the model's one message says the range, whatever is typed.
+    size = forms.IntegerField(label="Slots", widget=forms.NumberInput(attrs={"min": Pool.SIZE_MIN, "max": Pool.SIZE_MAX}))
+
+    class Meta:
+        model = Pool
+        fields = ["size", "description"]
+        widgets = {"description": forms.TextInput(attrs={"placeholder": "what it stands for: two GPUs, a licence…"})}

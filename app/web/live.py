@@ -23,6 +23,7 @@ viewer and any web process of any machine can answer any poll.
 
 import hashlib
 import itertools
+import zlib
 
 from django.http import HttpResponse
 
@@ -55,8 +56,12 @@ def unchanged(version: str) -> HttpResponse:
     return response
 
 
-def step_code(status: str, attempt: int, items: tuple[int, int] | None = None) -> str:
-    """A step's status and attempt; for a mapped step also its items finished and failed."""
+def step_code(status: str, attempt: int, items: tuple[int, int] | None = None, waiting: str = "") -> str:
+    """A step's status and attempt; for a mapped step also its items finished and failed;
+    for a step that waits for a slot (`waiting`: what it says) its letter in capitals and a
+    digest of that, so "1 of 2 in use" becoming "2 of 2" reaches the page."""
+    if waiting:
+        return f"{CODES.get(status, 'x').upper()}{attempt}{zlib.crc32(waiting.encode()) % 1_000_000:06d}"
     return f"{CODES.get(status, 'x')}{attempt}" + (f"{items[0]:06d}{items[1]:06d}" if items else "")
 
 

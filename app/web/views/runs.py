@@ -185,7 +185,8 @@ def _live_context(run):
     statuses = {sr.step_name: sr.status for sr in step_runs}
     base_url = reverse("run_detail", args=[run.pk]) + "steps/"
     rows = [
-        (sr.status, sr.attempt, sr.queue, _items(sr.status, sr.items_total, sr.items_left, sr.items_failed))
+        (sr.status, sr.attempt, sr.queue, _items(sr.status, sr.items_total, sr.items_left, sr.items_failed),
+         sr.waiting_for)
         for sr in step_runs
     ]
     return {
@@ -198,6 +199,7 @@ def _live_context(run):
         "legend": dag_svg.STATUS_LABELS,
         "step_counts": step_counts(status for status, *_ in rows),
         "queues_without_worker": queues_without_worker(rows),
+        "run_waits_for": run_waits_for(run, rows),
         "version": _version(run, rows, has_layout=layout is not None),
     }
 
@@ -217,10 +219,25 @@ def _version(run, rows, has_layout: bool) -> str:
     metrics = Metric.objects.filter(run=run).aggregate(n=Count("pk"), last=Max("pk"))
     facts = live.digest(
         run.status, run.steps_finished, run.steps_total, run.started_at, run.finished_at, run.cancel_requested_at,
-        run.waiting_for_worker, related, queues_without_worker(rows),
+        run.waiting_for_worker, related, queues_without_worker(rows), run_waits_for(run, rows),
     )
     summary = f"{'L' if has_layout else 'N'}{facts}-{live.digest(metrics['n'], metrics['last'])}"
-    return live.run_version(summary, [live.step_code(status, attempt, items) for status, attempt, _, items in rows])
+    return live.run_version(summary, _step_codes(rows))
+
+
+def _step_codes(rows) -> list[str]:
+    """What a poll compares of each step: its status and attempt, a mapped step's items, and
+    what a queued step waits for (a pool slot, a run slot)."""
+    return [live.step_code(status, attempt, items, waiting if status == Status.QUEUED else "")
+            for status, attempt, _, items, waiting in rows]
+
+
+def run_waits_for(run, rows) -> str:
+    """What a queued run waits for (a run slot: its pipeline's max_active_runs), as its first
+    step waiting for something says it; "" when it waits for nothing in particular."""
+    if run.status != Status.QUEUED:
+        return ""
+    return next((waiting for status, _, _, _, waiting in rows if status == Status.QUEUED and waiting), "")
 
 
 def step_counts(statuses) -> list[tuple[str, str, int]]:
@@ -233,9 +250,9 @@ def step_counts(statuses) -> list[tuple[str, str, int]]:
 def queues_without_worker(rows) -> list[str]:
     """The queues that steps of this run wait on and that no live worker serves, while
     other workers are alive (with none alive at all, the page asks whether one runs).
-    `rows` are (status, attempt, queue, items) of the run's steps (a mapped step awaiting its
-    items waits on its queue too)."""
-    waiting = {queue for status, _, queue, _ in rows if status in (Status.QUEUED, Status.RETRYING, Status.AWAITING)}
+    `rows` are (status, attempt, queue, items, waiting_for) of the run's steps (a mapped step
+    awaiting its items waits on its queue too)."""
+    waiting = {queue for status, _, queue, *_ in rows if status in (Status.QUEUED, Status.RETRYING, Status.AWAITING)}
     if not waiting:
         return []
     live_queues = set(WorkerHeartbeat.objects.filter(
@@ -249,9 +266,9 @@ def _poll_changes(request, run):
     nothing changed, else only what did, out of band (app/web/live.py). None when the page
     needs its whole live part (the version is unreadable, or the DAG picture just arrived)."""
     rows = [
-        (status, attempt, queue, _items(status, *counts)) for status, attempt, queue, *counts in
-        steps_of(run).order_by("position").values_list("status", "attempt", "queue", "items_total", "items_left",
-                                                        "items_failed")
+        (status, attempt, queue, _items(status, *counts), waiting) for status, attempt, queue, waiting, *counts in
+        steps_of(run).order_by("position").values_list("status", "attempt", "queue", "waiting_for", "items_total",
+                                                        "items_left", "items_failed")
     ]
     has_layout = run.snapshot.layout_version == dag_svg.LAYOUT_VERSION
     version = _version(run, rows, has_layout)
@@ -259,8 +276,7 @@ def _poll_changes(request, run):
     if held == version:
         return live.unchanged(version)
     summary, held_summary = version.partition("~")[0], held.partition("~")[0]
-    positions = live.changed_steps(held, summary, [live.step_code(status, attempt, items)
-                                                   for status, attempt, _, items in rows])
+    positions = live.changed_steps(held, summary, _step_codes(rows))
     if positions is None:
         return None
     changed = list(steps_of(run).filter(position__in=positions).select_related("marked_by")
@@ -274,6 +290,7 @@ def _poll_changes(request, run):
         ),
         "step_counts": step_counts(status for status, *_ in rows),
         "queues_without_worker": queues_without_worker(rows),
+        "run_waits_for": run_waits_for(run, rows),
         "metrics": _metrics(run) if summary.partition("-")[2] != held_summary.partition("-")[2] else None,
         "polling": True,
         "oob": True,
@@ -337,7 +354,7 @@ def run_step(request, run_id, step):
         step_run.status, step_run.attempt, step_run.started_at, step_run.finished_at, step_run.marked_at,
         step_run.error, log_size, step_run.metrics.filter(attempt=step_run.attempt).count(),
         run.status, run.cancel_requested_at, step_run.items_left, step_run.items_failed, request.GET.get("page"),
-        request.GET.get("items"),
+        request.GET.get("items"), step_run.waiting_for,
     )
     if request.htmx and live.held(request) == version and step_run.status in UNFINISHED:
         return live.unchanged(version)
@@ -381,7 +398,8 @@ def _items_page(request, node: StepRun) -> dict:
     """A mapped step's items, a page at a time, all or by status (?items=failed)."""
     shown = request.GET.get("items", "all")
     items = node.items.order_by("map_index").only(
-        "run_id", "step_name", "map_index", "status", "attempt", "started_at", "finished_at", "error", "reused_from_id"
+        "run_id", "step_name", "map_index", "status", "attempt", "started_at", "finished_at", "error", "reused_from_id",
+        "waiting_for",
     )
     if ITEM_FILTERS.get(shown):
         items = items.filter(status__in=ITEM_FILTERS[shown])
