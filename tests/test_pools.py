@@ -15,6 +15,11 @@ from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def clean_run_files(remove_run_files):
+    """Outputs of this test's runs go with it: a later test's run may get the same id."""
+
 POOLS = "tests.fixtures.pool_pipelines"
 
 
