@@ -41,14 +41,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib
-import importlib.util
 import inspect
 import json
-import logging
-import pkgutil
 import re
-import sys
 import textwrap
 import tokenize
 import typing
@@ -57,16 +52,17 @@ from pathlib import Path
 
 import networkx as nx
 
+from app.pipelines import definitions
 from app.pipelines import graph as dag
+from app.pipelines.definitions import OUTPUT_FORMATS
+from app.pipelines.discovery import Registry
 from app.pipelines.params import DefinitionError, ParamError, Params, param, param_specs
-from app.pipelines.problems import ImportProblem, relative_path
 
 __all__ = [
     "pipeline", "Params", "param", "Pipeline", "Step", "Registry", "registry", "ParamError", "DefinitionError", "skip",
     "Skip",
 ]
 
-log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 # How a worker runs a step's attempts: in a child process it supervises (a crash, a
@@ -79,9 +75,6 @@ QUEUE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 QUEUE_RULE = "queue must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
 # Concurrency pools (@p.step(pool=...)) are named like queues: they show in URLs and messages.
 POOL_RULE = "pool must be 1–50 lowercase letters, digits, _ or -, starting with a letter or digit"
-# How a step output is written (app.artifacts.formats, which tests/test_output_formats.py
-# checks has exactly these): named here too, since this module imports nothing of Django.
-OUTPUT_FORMATS = ("pickle", "parquet", "npy")
 
 
 def valid_queue(queue) -> bool:
@@ -147,7 +140,7 @@ class Step:
 
     @property
     def where(self) -> str:
-        return _where(self.func)
+        return definitions.where(self.func)
 
     @property
     def doc(self):
@@ -304,7 +297,7 @@ class Pipeline:
                 self.problems.append(f"@{self.name}.step() decorates {func!r}, which is not a function")
                 return func
             step_name = name or getattr(func, "__name__", repr(func))
-            where = _where(func)
+            where = definitions.where(func)
             upstream = []
             for dep in after:
                 if isinstance(dep, Step):
@@ -332,7 +325,7 @@ class Pipeline:
             names = [p.name for p in parameters]
             if not names:
                 self.problems.append(f"step {step_name!r}: its function must take the run context as first argument")
-            self.problems.extend(_function_problems(step_name, where, func, parameters[1:]))
+            self.problems.extend(definitions.function_problems(step_name, where, func, parameters[1:]))
             if not isinstance(step_name, str) or not step_name.isidentifier():
                 self.problems.append(
                     f"step {step_name!r}: its name must be a Python identifier (use a def, or pass name=)"
@@ -361,7 +354,7 @@ class Pipeline:
                 self.problems.append(
                     f"step {step_name!r}: format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}"
                 )
-            named, problems = _named_outputs(step_name, outputs)
+            named, problems = definitions.named_outputs(step_name, outputs)
             self.problems.extend(problems)
             inputs = [
                 p.name for p in parameters[1:]
@@ -369,7 +362,7 @@ class Pipeline:
             ]
             if when_upstream not in ("all", "any"):
                 self.problems.append(f"step {step_name!r}: when_upstream must be 'all' or 'any', not {when_upstream!r}")
-            when_inputs = _condition_inputs(step_name, where, when, inputs, self.problems)
+            when_inputs = definitions.condition_inputs(step_name, where, when, inputs, self.problems)
             if not (isinstance(cache, bool) or callable(cache)):
                 self.problems.append(
                     f"step {step_name!r} ({where}): cache= takes True, False or a function of ctx and inputs "
@@ -531,7 +524,7 @@ class Pipeline:
                 # Only when used, so the hash of a pipeline that has none stays what it was.
                 **({"group": s.group} if s.group else {}),
                 **({"map_over": s.map_over} if s.map_over else {}),
-                **({"when": _describe_condition(s.when)} if s.when else {}),
+                **({"when": definitions.describe_condition(s.when)} if s.when else {}),
                 **({"when_upstream": s.when_upstream} if s.when_upstream != "all" else {}),
                 **({"cache": "key" if callable(s.cache) else True} if s.cache else {}),
                 **({"child": s.child} if s.child else {}),
@@ -601,212 +594,7 @@ class Pipeline:
         return (self.params_class or Params)(**kwargs)
 
 
-def _where(func) -> str:
-    """`file:line` of a function's definition, the file relative to the project if it can be."""
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return getattr(func, "__module__", None) or "?"
-    return f"{relative_path(code.co_filename)}:{code.co_firstlineno}"
-
-
-def _condition_inputs(step_name, where, when, inputs, problems) -> list[str]:
-    """The inputs a step's condition takes (its parameters after ctx), each one of the step's."""
-    if when is None:
-        return []
-    if not callable(when):
-        problems.append(f"step {step_name!r} ({where}): when= must be a function of ctx and inputs, not {when!r}")
-        return []
-    try:
-        names = list(inspect.signature(when).parameters)
-    except (TypeError, ValueError):
-        return []
-    if not names:
-        problems.append(f"step {step_name!r} ({where}): its when= function must take ctx as first argument")
-        return []
-    unknown = [n for n in names[1:] if n not in inputs]
-    if unknown:
-        problems.append(
-            f"step {step_name!r} ({where}): its when= function takes {', '.join(map(repr, unknown))}, which the step "
-            f"does not take; a condition reads ctx and the step's own inputs ({', '.join(inputs) or 'none'})"
-        )
-    return [n for n in names[1:] if n in inputs]
-
-
-def _describe_condition(when) -> str:
-    """How the pages name a condition: its function's name ("lambda" for a lambda, whose
-    text is in the step's source shown next to it)."""
-    return getattr(when, "__name__", "").replace("<lambda>", "lambda") or "a condition"
-
-
-def _named_outputs(step_name, outputs) -> tuple[dict | None, list[str]]:
-    """`outputs=` as {name: declared format or None} in order (None when not given), and
-    what is wrong with it."""
-    if outputs is None:
-        return None, []
-    label = f"step {step_name!r}"
-    if isinstance(outputs, dict):
-        pairs = list(outputs.items())
-    elif isinstance(outputs, (list, tuple)):
-        pairs = [(output, None) for output in outputs]
-    else:
-        return None, [f"{label}: outputs must be a list of names, or a dict of names and formats, not {outputs!r}"]
-    if not pairs:
-        return None, [f"{label}: outputs must name at least one output"]
-    named, problems = {}, []
-    for output, fmt in pairs:
-        if not (isinstance(output, str) and output.isidentifier()):
-            problems.append(f"{label}: output {output!r} must be a Python identifier")
-        elif output in named:
-            problems.append(f"{label}: output {output!r} is named twice")
-        elif fmt is not None and fmt not in OUTPUT_FORMATS:
-            problems.append(
-                f"{label}: output {output!r} has format {fmt!r}; formats are {', '.join(OUTPUT_FORMATS)}"
-            )
-        else:
-            named[output] = fmt
-    return named, problems
-
-
-def _function_problems(step_name, where, func, parameters) -> list[str]:
-    """What makes a function unfit to be a step, beyond its first (context) argument."""
-    label = f"step {step_name!r} ({where})"
-    problems = []
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        problems.append(f"{label}: is an async function; a worker calls steps as plain functions, so use def")
-    elif inspect.isgeneratorfunction(func):
-        problems.append(f"{label}: is a generator (it has yield); a step returns its output, so return a list")
-    for parameter in parameters:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            problems.append(
-                f"{label}: takes {'*' if parameter.kind == parameter.VAR_POSITIONAL else '**'}{parameter.name}; "
-                "name each upstream step whose output it needs as a parameter, or put them in a group "
-                "(@<pipeline>.step(group=...)) and name the group"
-            )
-        elif parameter.default is not parameter.empty:
-            problems.append(
-                f"{label}: parameter {parameter.name!r} has a default, but a step's parameters after ctx name the "
-                "upstream steps (or groups) whose outputs it receives; read settings from ctx.params instead"
-            )
-    return problems
-
-
 # --- the registry -----------------------------------------------------------------------
-
-
-class Registry:
-    """All pipelines defined by imported modules, like Django admin's site registry."""
-
-    def __init__(self):
-        self.defined: list[Pipeline] = []
-        self.import_errors: dict[str, ImportProblem] = {}
-        self._valid: dict[str, Pipeline] | None = None
-
-    def add(self, pipe: Pipeline):
-        """Collect a definition. The same file imported again under another module name (a
-        test importing `pipelines.x` where the site loaded it as another package's module)
-        defines nothing new: the first definition stays."""
-        if pipe.module_file and any(
-            other.name == pipe.name and other.module != pipe.module
-            and Path(other.module_file).resolve() == Path(pipe.module_file).resolve()
-            for other in self.defined if other.module_file
-        ):
-            return
-        self.defined.append(pipe)
-        self._valid = None
-
-    def problems(self) -> dict[str, list[str]]:
-        """Definition problems by pipeline name (duplicates included)."""
-        found = {}
-        seen = {}
-        for pipe in self.defined:
-            if pipe.name in seen:
-                found.setdefault(pipe.name, []).append(
-                    f"the name is defined twice (in {seen[pipe.name]} and {pipe.module})"
-                )
-                continue
-            seen[pipe.name] = pipe.module
-            issues = pipe.validate()
-            if issues:
-                found[pipe.name] = issues
-        self._child_problems(found, seen)
-        return found
-
-    def _child_problems(self, found: dict, seen: dict):
-        """Sub-pipeline steps naming a pipeline that is not defined, or pipelines that would
-        run themselves as a child (directly or not): both are problems of the parent."""
-        children = {
-            pipe.name: {step.name: step.child for step in pipe.steps.values() if step.child}
-            for pipe in self.defined if seen.get(pipe.name) == pipe.module
-        }
-        for parent, steps in children.items():
-            for step, child in steps.items():
-                if child not in seen:
-                    found.setdefault(parent, []).append(
-                        f"step {step!r} runs pipeline {child!r} as a child run, but no pipeline of that name is defined"
-                    )
-        graph = nx.DiGraph((parent, child) for parent, steps in children.items() for child in steps.values())
-        for cycle in nx.simple_cycles(graph):
-            for parent in cycle:
-                found.setdefault(parent, []).append(
-                    "its sub-pipelines run it again: " + " → ".join(cycle + [cycle[0]])
-                )
-
-    def pipelines(self) -> dict[str, Pipeline]:
-        """The usable pipelines, by name: a pipeline with any problem is left out whole."""
-        if self._valid is None:
-            bad = self.problems()
-            valid = {}
-            for pipe in self.defined:
-                if pipe.name not in bad and pipe.name not in valid:
-                    valid[pipe.name] = pipe
-            self._valid = dict(sorted(valid.items()))
-        return self._valid
-
-    def get(self, name) -> Pipeline | None:
-        return self.pipelines().get(name)
-
-    def why_unavailable(self, name: str, module: str = "") -> str:
-        """Why no usable pipeline `name` is loaded, as the operator should read it; `module`
-        is where it was defined when a run of it started (from the run's snapshot)."""
-        problems = self.problems().get(name)
-        if problems:
-            return "; ".join(problems)
-        if module in self.import_errors:
-            return f"its module {module} failed to import ({self.import_errors[module].summary})"
-        if self.import_errors:
-            failed = ", ".join(p.module for p in self.import_errors.values())
-            return f"no module that loaded defines it (these failed to import: {failed})"
-        return "no module in the pipelines package defines it"
-
-    def discover(self, package_name: str):
-        """Import every module of `package_name` once; remember each import failure by module.
-
-        A module that fails leaves the others alone: its pipelines are missing, and the
-        failure (file, line, error) is in `import_errors`. Modules may import each other:
-        one that a sibling imported already is not run a second time."""
-        self.defined.clear()
-        self.import_errors.clear()
-        self._valid = None
-        # A second discovery (tests, autoreload) runs every module anew, each once.
-        for name in [m for m in sys.modules if m == package_name or m.startswith(package_name + ".")]:
-            del sys.modules[name]
-        try:
-            package = importlib.import_module(package_name)
-        except Exception as exc:
-            self.import_errors[package_name] = ImportProblem.of(package_name, exc)
-            return
-        for info in pkgutil.iter_modules(package.__path__, package_name + "."):
-            if info.name in sys.modules:
-                continue  # imported by a sibling already
-            try:
-                importlib.import_module(info.name)
-            except Exception as exc:
-                sys.modules.pop(info.name, None)
-                self.import_errors[info.name] = ImportProblem.of(info.name, exc)
-        for problem in self.import_errors.values():
-            log.warning("pipeline module %s is not loaded: %s", problem.module, problem.summary)
-        for name, problems in self.problems().items():
-            log.warning("pipeline %r is not available: %s", name, "; ".join(problems))
 
 
 registry = Registry()
