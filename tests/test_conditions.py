@@ -237,3 +237,29 @@ def test_a_worker_skips_a_branch_in_step_processes(start_worker, settings):
     assert statuses(run) == {"rows": Status.SUCCEEDED, "train": Status.SKIPPED, "publish": Status.SKIPPED,
                              "check": Status.SUCCEEDED, "report": Status.SUCCEEDED}
     assert output_of(run, "report") == {"train": None, "check": 3}
+
+
+def test_a_retry_skips_a_step_below_a_skipped_step_it_reuses(define):
+    pipe = define("t_when_retry_all")
+    broken = {"yes": True}
+
+    @pipe.step(when=lambda ctx: False)
+    def optional(ctx):
+        return 1
+
+    @pipe.step()
+    def fragile(ctx):
+        if broken["yes"]:
+            raise RuntimeError("down")
+        return 2
+
+    @pipe.step()
+    def needs_both(ctx, optional, fragile):
+        return "ran"
+
+    failed = engine.run_inline(*engine.start_run("t_when_retry_all"))
+    broken["yes"] = False
+    retry = engine.run_inline(*actions.retry_from_failure(failed, None))
+
+    assert statuses(retry) == {"optional": Status.SKIPPED, "fragile": Status.SUCCEEDED, "needs_both": Status.SKIPPED}
+    assert errors(retry)["needs_both"] == "skipped: upstream step 'optional' was skipped"

@@ -135,6 +135,10 @@ def retry_from_failure(run: Run, user) -> tuple[Run, list[int]]:
                     run=new, step_name=name, position=position,
                     status=Status.PENDING if left else Status.QUEUED, queued_at=None if left else now,
                     upstream_left=left, queue=queues[name], pool=pools[name],
+                    upstream_skipped=sum(
+                        1 for pred in graph.predecessors(name)
+                        if pred in reused and previous[pred].status == Status.SKIPPED
+                    ),
                 ))
         StepRun.objects.bulk_create(rows)
         for name in kept_maps:

@@ -24,6 +24,7 @@ import traceback as tb
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from app import artifacts
@@ -442,7 +443,9 @@ def _run_code(step_run: StepRun) -> Attempt:
     anything the step raises)."""
     started = time.perf_counter()
     step, params = _prepare(step_run)
-    rows = mapping.check_upstream(step_run, step)
+    # Only a step below a skipped one reads all its upstream rows here (to know whether it is
+    # skipped too); the others read those of their inputs, if any (a chain step: one query).
+    rows = mapping.check_upstream(step_run, step) if step_run.upstream_skipped or step.cache else None
     key, reading = None, None
     if step.cache:
         # The parameters the step reads (its condition too) are kept with a cached output.
@@ -520,9 +523,19 @@ def fail_attempt(step_run: StepRun, log_text: str, error: str, trace: str = "") 
 
 def record_skipped(step_run: StepRun, log_text: str, why: str) -> Ready:
     """The step is skipped (`why`, as the page says it): recorded as done without an output,
-    like a success; what waits below it decides for itself when it runs (mapping.load_inputs)."""
-    ready = record_success(step_run, log_text, ("", None), status=Status.SKIPPED)
-    StepRun.objects.filter(pk=step_run.pk, status=Status.SKIPPED).update(error=f"skipped: {why}"[:500])
+    like a success, and each step right below it counts one more upstream step skipped, in the
+    same transaction, before any of them can be claimed: each decides when it runs whether it
+    is skipped too (mapping.check_upstream)."""
+    with transaction.atomic():
+        ready = record_success(step_run, log_text, ("", None), status=Status.SKIPPED)
+        if not StepRun.objects.filter(pk=step_run.pk, status=Status.SKIPPED).update(error=f"skipped: {why}"[:500]):
+            return ready
+        if not mapping.is_item(step_run):
+            successors = snapshot_dag(step_run.run.snapshot_id, step_run.run.snapshot.source_hash).successors(
+                step_run.step_name)
+            StepRun.objects.filter(run_id=step_run.run_id, step_name__in=list(successors)).update(
+                upstream_skipped=F("upstream_skipped") + 1
+            )
     return ready
 
 

@@ -102,13 +102,19 @@ def check_upstream(step_run: StepRun, step) -> dict:
     return rows
 
 
-def load_inputs(step_run: StepRun, step, rows: dict) -> dict:
-    """What a step's parameters receive, from its upstream `rows` (check_upstream): each
+def load_inputs(step_run: StepRun, step, rows: dict | None) -> dict:
+    """What a step's parameters receive, from its upstream `rows` (check_upstream's, or None:
+    those of its inputs are read here): each
     upstream step's output (a mapped one's results gathered; a skipped one's None; a named
     output of a step that has several, that one), a group's
     outputs as a dict by step name (without skipped ones), and an item its own input."""
     pipe = step.pipeline
     groups = pipe.groups()
+    if rows is None:
+        rows = upstream_rows(step_run.run_id, {
+            name for want in step.inputs if not (want == step.map_over and is_item(step_run))
+            for name in groups.get(want, [pipe.source(want)[0]])
+        })
 
     def value(name, part=None):
         pk, status, path, inline, items_total = rows[name]

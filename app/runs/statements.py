@@ -42,10 +42,10 @@ def claim(step_run_id: int, now, worker: str) -> StepRun | None:
             row = _claim_in_steps(step_run_id, now, worker)
     if row is None:
         return None
-    run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run = row
+    run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run, skipped = row
     params = Run._meta.get_field("params").from_db_value(params, None, connection)
     step_run = claimed((step_run_id, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, now,
-                        worker))
+                        worker, skipped))
     step_run.pool, step_run.starts_run = pool, bool(starts_run)
     return step_run
 
@@ -56,17 +56,18 @@ def portable(step_run: StepRun) -> tuple:
     run = step_run.run
     return (
         step_run.pk, run.pk, step_run.step_name, step_run.attempt, run.pipeline_name, run.params,
-        run.snapshot_id, run.snapshot.source_hash, step_run.started_at, step_run.worker,
+        run.snapshot_id, run.snapshot.source_hash, step_run.started_at, step_run.worker, step_run.upstream_skipped,
     )
 
 
 def claimed(fields: tuple) -> StepRun:
-    """The running step run (with its run and snapshot, unsaved instances) from `portable`'s values."""
-    pk, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, started_at, worker = fields
+    """The running step run (with its run and snapshot, unsaved instances) from `portable`'s
+    values (`upstream_skipped` last, 0 when not given: how many steps above it were skipped)."""
+    pk, run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, started_at, worker, *more = fields
     snapshot = PipelineSnapshot(pk=snapshot_id, pipeline_name=pipeline_name, source_hash=source_hash)
     run = Run(pk=run_id, pipeline_name=pipeline_name, status=Status.RUNNING, params=params, snapshot=snapshot)
     step_run = StepRun(pk=pk, run=run, step_name=step_name, attempt=attempt, status=Status.RUNNING,
-                       started_at=started_at, worker=worker)
+                       started_at=started_at, worker=worker, upstream_skipped=more[0] if more else 0)
     step_run.starts_run = False  # see claim
     return step_run
 
@@ -77,12 +78,12 @@ def _claim_in_one_statement(step_run_id, now, worker):
             f"WITH claimed AS ("
             f" UPDATE {STEP} SET status = %s, started_at = %s, finished_at = NULL, heartbeat_at = %s,"
             f" attempt = attempt + 1, worker = %s WHERE id = %s AND status IN (%s, %s)"
-            f" RETURNING run_id, step_name, attempt, pool"
+            f" RETURNING run_id, step_name, attempt, pool, upstream_skipped"
             f"), started AS ("
             f" UPDATE {RUN} SET status = %s, started_at = %s WHERE id IN (SELECT run_id FROM claimed) AND status = %s"
             f" RETURNING id"
             f") SELECT c.run_id, c.step_name, c.attempt, r.pipeline_name, r.params, r.snapshot_id, s.source_hash,"
-            f" c.pool, EXISTS (SELECT 1 FROM started)"
+            f" c.pool, EXISTS (SELECT 1 FROM started), c.upstream_skipped"
             f" FROM claimed c JOIN {RUN} r ON r.id = c.run_id JOIN {SNAPSHOT} s ON s.id = r.snapshot_id",
             [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED, Status.RETRYING,
              Status.RUNNING, _when(now), Status.QUEUED],
@@ -95,13 +96,13 @@ def _claim_in_steps(step_run_id, now, worker):
         cursor.execute(
             f"UPDATE {STEP} SET status = %s, started_at = %s, finished_at = NULL, heartbeat_at = %s,"
             " attempt = attempt + 1, worker = %s WHERE id = %s AND status IN (%s, %s)"
-            " RETURNING run_id, step_name, attempt, pool",
+            " RETURNING run_id, step_name, attempt, pool, upstream_skipped",
             [Status.RUNNING, _when(now), _when(now), worker, step_run_id, Status.QUEUED, Status.RETRYING],
         )
         row = cursor.fetchone()
         if row is None:
             return None
-        run_id, step_name, attempt, pool = row
+        run_id, step_name, attempt, pool, upstream_skipped = row
         cursor.execute(
             f"SELECT r.pipeline_name, r.status, r.params, r.snapshot_id, s.source_hash"
             f" FROM {RUN} r JOIN {SNAPSHOT} s ON s.id = r.snapshot_id WHERE r.id = %s",
@@ -115,7 +116,7 @@ def _claim_in_steps(step_run_id, now, worker):
                 [Status.RUNNING, _when(now), run_id, Status.QUEUED],
             )
             starts_run = cursor.rowcount == 1
-    return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run
+    return run_id, step_name, attempt, pipeline_name, params, snapshot_id, source_hash, pool, starts_run, upstream_skipped
 
 
 def record_success(step_run: StepRun, now, log: str, output: tuple, successors, claim=None,
@@ -226,7 +227,9 @@ def _upstream_done(run_id: int, names: list, now, claim=None) -> tuple[str, list
         queue, worker = claim
         # Not a step in a concurrency pool: it is queued, and its claim checks for a slot
         # (app.runs.admission). A run that goes on down a chain has its run slot already.
-        taken = f"{ready} AND step_name = %s AND queue = %s AND pool = ''"
+        # Not a step in a pool (its claim is checked: app.runs.admission), nor one below a
+        # skipped step (its claim says so: it may be skipped in turn, app.runs.mapping).
+        taken = f"{ready} AND step_name = %s AND queue = %s AND pool = '' AND upstream_skipped = 0"
         taken_params = [*ready_params, names[0], queue]
         sets.append(f"status = CASE WHEN {taken} THEN %s WHEN {ready} THEN %s ELSE status END")
         params += [*taken_params, Status.RUNNING, *ready_params, Status.QUEUED]
