@@ -45,6 +45,23 @@ def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
+def run_on_worker(start_worker, package: str, name: str, params=None, timeout=60.0, **worker_env):
+    """Start a real worker on the pipelines of `package`, run pipeline `name` on it and wait
+    until the run has finished (returned); the suite's pipelines are loaded again after."""
+    from app.models import Run
+    from app.runs import tasks
+
+    registry.discover(package)
+    try:
+        start_worker(PIPELINES_PACKAGE=package, **worker_env)
+        run, ready = engine.start_run(name, params or {})
+        tasks.enqueue(ready)
+        return wait_for(lambda: Run.objects.filter(pk=run.pk, finished_at__isnull=False).first(), timeout=timeout,
+                        message=f"the run of {name} to finish")
+    finally:
+        registry.discover(settings.PIPELINES_PACKAGE)
+
+
 def database_url() -> str:
     """The URL of the database this test runs on (the test database pytest-django made),
     for the worker and web processes a test starts; any back end."""

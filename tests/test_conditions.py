@@ -4,10 +4,10 @@
 import pytest
 
 from app import artifacts
-from app.models import Run, Status, StepRun
+from app.models import Status, StepRun
 from app.pipelines import Params, Pipeline, param, skip
-from app.runs import actions, engine, tasks
-from tests.conftest import wait_for
+from app.runs import actions, engine
+from tests.conftest import run_on_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -220,18 +220,8 @@ API = "tests.fixtures.api_pipelines"
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_skips_a_branch_in_step_processes(start_worker, settings):
-    from app.pipelines.registry import registry
-
-    registry.discover(API)
-    try:
-        start_worker(PIPELINES_PACKAGE=API)
-        run, ready = engine.start_run("t_branching", {"minimum": 100})
-        tasks.enqueue(ready)
-        run = wait_for(lambda: Run.objects.filter(pk=run.pk, finished_at__isnull=False).first(), timeout=60,
-                       message="the run to finish")
-    finally:
-        registry.discover(settings.PIPELINES_PACKAGE)
+def test_a_worker_skips_a_branch_in_step_processes(start_worker):
+    run = run_on_worker(start_worker, API, "t_branching", {"minimum": 100})
 
     assert run.status == Status.SUCCEEDED
     assert statuses(run) == {"rows": Status.SUCCEEDED, "train": Status.SKIPPED, "publish": Status.SKIPPED,

@@ -14,6 +14,7 @@ from app import artifacts
 from app.models import Metric, PipelineSnapshot, Run, Status, StepRun
 from app.pipelines.registry import ParamError, Params, param, registry
 from app.runs import engine
+from tests.conftest import run_on_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -682,19 +683,8 @@ def test_a_failed_member_of_a_group_stops_the_step_that_takes_the_group(define):
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_gives_a_group_to_the_step_that_takes_it(start_worker, settings):
-    from app.runs import tasks
-    from tests.conftest import wait_for
-
-    registry.discover("tests.fixtures.api_pipelines")
-    try:
-        start_worker(PIPELINES_PACKAGE="tests.fixtures.api_pipelines")
-        run, ready = engine.start_run("t_grouped")
-        tasks.enqueue(ready)
-        run = wait_for(lambda: Run.objects.filter(pk=run.pk, finished_at__isnull=False).first(), timeout=60,
-                       message="the run to finish")
-    finally:
-        registry.discover(settings.PIPELINES_PACKAGE)
+def test_a_worker_gives_a_group_to_the_step_that_takes_it(start_worker):
+    run = run_on_worker(start_worker, "tests.fixtures.api_pipelines", "t_grouped")
 
     assert run.status == Status.SUCCEEDED
     assert output_of(step_runs(run)["collect"]) == [("times_3", 30), ("times_1", 10), ("times_2", 20)]

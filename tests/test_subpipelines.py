@@ -6,9 +6,9 @@ import pytest
 from app import artifacts
 from app.models import Run, Status, StepRun
 from app.pipelines import Params, param
-from app.pipelines.registry import Registry, registry
-from app.runs import actions, engine, tasks
-from tests.conftest import wait_for
+from app.pipelines.registry import Registry
+from app.runs import actions, engine
+from tests.conftest import run_on_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -159,16 +159,8 @@ API = "tests.fixtures.api_pipelines"
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_one_worker_thread_runs_a_parent_and_its_child_without_deadlock(start_worker, settings):
-    registry.discover(API)
-    try:
-        start_worker(PIPELINES_PACKAGE=API, HUEY_WORKERS="1")
-        run, ready = engine.start_run("t_parent_run")
-        tasks.enqueue(ready)
-        run = wait_for(lambda: Run.objects.filter(pk=run.pk, finished_at__isnull=False).first(), timeout=60,
-                       message="the parent run to finish")
-    finally:
-        registry.discover(settings.PIPELINES_PACKAGE)
+def test_one_worker_thread_runs_a_parent_and_its_child_without_deadlock(start_worker):
+    run = run_on_worker(start_worker, API, "t_parent_run", HUEY_WORKERS="1")
 
     assert run.status == Status.SUCCEEDED
     child = Run.objects.get(parent_step__run=run)
